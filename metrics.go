@@ -1,0 +1,66 @@
+package main
+
+// observerStats are the observer-wide counters behind /metrics. They are
+// written only by the event loop.
+type observerStats struct {
+	decodeErrors      [decodeErrorCount]uint64
+	truncated         uint64
+	authFailures      uint64
+	outOfOrder        uint64
+	capacityExceeded  uint64
+	evictedCapacity   uint64
+	evictedRetired    uint64
+	ioErrors          uint64
+	exportWriteErrors uint64
+	recovery          [recoveryOutcomeCount]uint64
+	stallDelay        histogram
+	framesReceived    uint64
+	beatsAccepted     uint64
+}
+
+// recoveryOutcome is the label of varta_recovery_total and the payload of a
+// recovery event. exit_N for N>0 is counted as exit_nonzero in the metric.
+type recoveryOutcome uint8
+
+const (
+	recSpawned recoveryOutcome = iota
+	recDebounced
+	recExit0
+	recExitNonzero
+	recKilled
+	recSpawnFailed
+	recRefused
+	recoveryOutcomeCount
+)
+
+var recoveryOutcomeNames = [recoveryOutcomeCount]string{
+	"spawned", "debounced", "exit_0", "exit_nonzero", "killed", "spawn_failed", "refused",
+}
+
+// stallDelayBuckets are the upper bounds, in seconds, of
+// varta_stall_detection_delay_seconds: how late after its deadline a stall
+// was surfaced. The interesting range is sub-millisecond to a few ms.
+var stallDelayBuckets = [...]float64{0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1}
+
+// histogram is a fixed-bucket Prometheus histogram of seconds, kept in
+// nanoseconds so observing is integer-only.
+type histogram struct {
+	counts [len(stallDelayBuckets)]uint64 // non-cumulative
+	count  uint64
+	sumNs  int64
+}
+
+func (h *histogram) observe(ns int64) {
+	if ns < 0 {
+		ns = 0
+	}
+	h.count++
+	h.sumNs += ns
+	sec := float64(ns) / 1e9
+	for i, ub := range stallDelayBuckets {
+		if sec <= ub {
+			h.counts[i]++
+			return
+		}
+	}
+}

@@ -1,0 +1,535 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Work bounds of one loop iteration. Linux queues only
+// net.unix.max_dgram_qlen (default 10) datagrams on the socket, so no step
+// may run long before the socket is drained again.
+const (
+	recvBudget     = 256 // datagrams read per drain before deadlines get a turn
+	stallBudget    = 256 // stalls surfaced per iteration
+	livenessBudget = 64  // /proc liveness checks per iteration
+	retireFactor   = 10  // retirement/eviction after retireFactor × threshold
+)
+
+// Signal bits set by the signal goroutine and consumed by the loop.
+const (
+	sigStop uint32 = 1 << iota
+	sigHup
+	sigChld
+)
+
+// observer is the whole daemon: one event loop that owns every fd.
+type observer struct {
+	cfg         config
+	log         *logger
+	poll        *poller
+	sock        *vlpSocket
+	tr          *tracker
+	proc        procReader
+	events      *eventFile
+	prom        *promServer
+	rec         *recoverer
+	notify      *sdNotifier
+	hwdog       *hwWatchdog
+	stats       observerStats
+	threshold   int64 // ns
+	retireAfter int64 // ns
+	startWall   time.Time
+	startMono   int64
+	stopAt      int64 // monotonic ns of --shutdown-after-secs, 0 none
+	nextSdPing  int64
+	sdInterval  int64
+	nextHwFeed  int64
+	hwInterval  int64
+
+	stopping   bool
+	signals    atomic.Uint32
+	sigc       chan os.Signal
+	pollEvents [maxPollEvents]pollEvent
+}
+
+func newObserver(cfg config, log *logger) (o *observer, err error) {
+	o = &observer{
+		cfg:         cfg,
+		log:         log,
+		threshold:   cfg.thresholdMs * 1_000_000,
+		retireAfter: retireFactor * cfg.thresholdMs * 1_000_000,
+		startWall:   time.Now(),
+		startMono:   monoNow(),
+	}
+	defer func() {
+		if err != nil {
+			o.closeAll()
+			o = nil
+		}
+	}()
+	o.tr = newTracker(cfg.trackerCapacity)
+	if o.poll, err = newPoller(); err != nil {
+		return o, err
+	}
+	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode); err != nil {
+		return o, err
+	}
+	if err = o.poll.add(o.sock.fd, true, false); err != nil {
+		return o, err
+	}
+	if cfg.exportFile != "" {
+		if o.events, err = openEventFile(o, cfg.exportFile); err != nil {
+			return o, err
+		}
+	}
+	if cfg.promAddr != "" {
+		if o.prom, err = newPromServer(o); err != nil {
+			return o, err
+		}
+	}
+	if cfg.recoveryCmd != "" || cfg.recoveryExec != "" {
+		if o.rec, err = newRecoverer(o); err != nil {
+			return o, err
+		}
+	}
+	if cfg.hwWatchdog != "" {
+		if o.hwdog, err = openHWWatchdog(cfg.hwWatchdog); err != nil {
+			return o, err
+		}
+		o.hwInterval = int64(o.hwdog.interval())
+	}
+	if o.notify, err = newSdNotifier(); err != nil {
+		return o, fmt.Errorf("NOTIFY_SOCKET: %v", err)
+	}
+	o.sdInterval = int64(o.notify.watchdogInterval())
+	if cfg.shutdownAfterSecs > 0 {
+		o.stopAt = o.startMono + cfg.shutdownAfterSecs*1_000_000_000
+	}
+	return o, nil
+}
+
+// run serves until a stop signal or --shutdown-after-secs, then shuts down.
+func (o *observer) run() error {
+	o.startSignals()
+	o.logStart()
+	now := monoNow()
+	if o.hwdog != nil {
+		o.feedHW(now)
+	}
+	o.notify.send("READY=1")
+	if o.sdInterval > 0 {
+		o.notify.send("WATCHDOG=1")
+		o.nextSdPing = now + o.sdInterval
+	}
+	var err error
+	for !o.stopping {
+		if err = o.iterate(); err != nil {
+			break
+		}
+	}
+	o.shutdown()
+	return err
+}
+
+// iterate is one turn of the loop: wait for the nearest deadline or an fd,
+// drain the socket, serve connections a bounded step, fire due deadlines.
+func (o *observer) iterate() error {
+	now := monoNow()
+	n, err := o.poll.wait(o.pollEvents[:], o.timeout(now))
+	if err != nil {
+		return err
+	}
+	now = monoNow()
+	for i := 0; i < n; i++ {
+		ev := o.pollEvents[i]
+		switch {
+		case ev.fd == o.sock.fd:
+			o.drainSocket()
+		case o.poll.isWake(ev.fd):
+			o.poll.drainWake()
+		case o.prom != nil && o.prom.owns(ev.fd):
+			o.prom.handle(ev, now)
+			o.drainSocket()
+		case o.rec != nil && o.rec.owns(ev.fd):
+			o.rec.handle(ev, now)
+		}
+	}
+	o.handleSignals(monoNow())
+	o.fireDeadlines(monoNow())
+	return nil
+}
+
+// timeout returns the wait in ns until the nearest deadline: -1 when there
+// is none (an idle observer with no agents sleeps until an fd wakes it), 0
+// when one is already due.
+func (o *observer) timeout(now int64) int64 {
+	next := int64(0)
+	consider := func(d int64) {
+		if d != 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	if s := o.tr.active.head; s != noSlot {
+		consider(o.tr.slots[s].lastBeat + o.threshold)
+	}
+	if s := o.tr.stalled.head; s != noSlot {
+		consider(o.tr.slots[s].lastBeat + o.retireAfter)
+	}
+	if s := o.tr.stalledOld.head; s != noSlot {
+		consider(o.tr.slots[s].nextCheck)
+	}
+	if o.events != nil {
+		consider(o.events.nextDeadline())
+	}
+	if o.prom != nil {
+		consider(o.prom.nextDeadline())
+	}
+	if o.rec != nil {
+		consider(o.rec.nextDeadline())
+	}
+	consider(o.stopAt)
+	consider(o.nextSdPing)
+	consider(o.nextHwFeed)
+	if o.signals.Load() != 0 {
+		return 0
+	}
+	if next == 0 {
+		return -1
+	}
+	if next <= now {
+		return 0
+	}
+	return next - now
+}
+
+// drainSocket reads datagrams until EAGAIN or the budget is spent; the
+// level-triggered poller reports the socket again if more are queued.
+func (o *observer) drainSocket() {
+	for i := 0; i < recvBudget; i++ {
+		res, errno := o.sock.recv()
+		if errno != 0 {
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != unix.EAGAIN && errno != unix.EWOULDBLOCK {
+				o.ioError(monoNow(), "recvmsg", errno)
+			}
+			return
+		}
+		o.handleDatagram(res, monoNow())
+	}
+}
+
+// handleDatagram judges one datagram in contract §4's order.
+func (o *observer) handleDatagram(res recvResult, now int64) {
+	o.stats.framesReceived++
+	if res.n != FrameSize {
+		o.stats.truncated++
+		return
+	}
+	f, derr := DecodeFrame(o.sock.frame())
+	if derr != DecodeOK {
+		o.stats.decodeErrors[derr]++
+		o.emit(&event{ns: now, kind: evDecode, payload: derr.Error()}, now)
+		return
+	}
+	if hasDatagramCreds && (!res.hasCred || res.credPid <= 0 || uint32(res.credPid) != f.Pid) {
+		o.stats.authFailures++
+		o.emit(&event{ns: now, kind: evMismatch, pid: f.Pid, payload: "auth_failure"}, now)
+		return
+	}
+	o.track(&f, now)
+}
+
+// nonceNewer reports whether next follows last: strictly greater, or a wrap
+// from the top 2^20 values to the bottom 2^20.
+func nonceNewer(last, next uint64) bool {
+	const window = 1 << 20
+	return next > last || (last >= ^uint64(0)-window+1 && next <= window)
+}
+
+// track applies one authenticated frame to the tracker.
+func (o *observer) track(f *Frame, now int64) {
+	tr := o.tr
+	s := tr.lookup(f.Pid)
+	if s == noSlot {
+		if tr.full() && !o.evictForCapacity(now) {
+			o.stats.capacityExceeded++
+			return
+		}
+		s = tr.insert(f.Pid, now)
+		o.identify(s)
+		o.accept(s, f, now)
+		return
+	}
+	sl := &tr.slots[s]
+	if nonceNewer(sl.nonce, f.Nonce) {
+		o.accept(s, f, now)
+		return
+	}
+	// Not newer: a duplicate or replay, unless the pid now belongs to another
+	// process (the old agent died and its pid was reused).
+	if st := o.proc.startTime(f.Pid); st != 0 && st != sl.startTime {
+		pid := sl.pid
+		sl.beats, sl.stalls, sl.lastRecov, sl.nonce = 0, 0, 0, 0
+		sl.pid = pid
+		o.identify(s)
+		sl.startTime = st
+		o.accept(s, f, now)
+		return
+	}
+	o.stats.outOfOrder++
+}
+
+// identify reads what /proc tells of a new pid, once.
+func (o *observer) identify(s int32) {
+	sl := &o.tr.slots[s]
+	sl.startTime = o.proc.startTime(sl.pid)
+	sl.commLen = o.proc.comm(sl.pid, &sl.comm)
+}
+
+func (o *observer) accept(s int32, f *Frame, now int64) {
+	sl := &o.tr.slots[s]
+	sl.nonce = f.Nonce
+	sl.status = f.Status
+	sl.beats++
+	sl.lastBeat = now
+	o.tr.moveTo(s, slotActive)
+	o.stats.beatsAccepted++
+	o.emit(&event{ns: now, kind: evBeat, pid: f.Pid, hasNonce: true, nonce: f.Nonce,
+		status: f.Status.String(), hasPayloadNum: true, payloadNum: f.Payload}, now)
+}
+
+// evictForCapacity frees the slot of a stalled pid silent for over
+// retireAfter, oldest first; false when there is none.
+func (o *observer) evictForCapacity(now int64) bool {
+	s := o.tr.stalledOld.head
+	if s == noSlot {
+		s = o.tr.stalled.head
+		if s == noSlot || now-o.tr.slots[s].lastBeat <= o.retireAfter {
+			return false
+		}
+	}
+	o.stats.evictedCapacity++
+	o.evict(s, "capacity", now)
+	return true
+}
+
+func (o *observer) evict(s int32, reason string, now int64) {
+	sl := &o.tr.slots[s]
+	o.emit(&event{ns: now, kind: evEviction, pid: sl.pid, hasNonce: true, nonce: sl.nonce, payload: reason}, now)
+	o.tr.remove(s)
+}
+
+// fireDeadlines surfaces due stalls, checks stalled pids for retirement,
+// flushes the event file and runs the timers, each within its budget.
+func (o *observer) fireDeadlines(now int64) {
+	tr := o.tr
+	for i := 0; i < stallBudget; i++ {
+		s := tr.active.head
+		if s == noSlot {
+			break
+		}
+		sl := &tr.slots[s]
+		deadline := sl.lastBeat + o.threshold
+		if deadline > now {
+			break
+		}
+		o.stall(s, deadline, now)
+	}
+	for i := 0; i < livenessBudget; i++ {
+		s := tr.stalled.head
+		if s == noSlot || tr.slots[s].lastBeat+o.retireAfter > now {
+			s = tr.stalledOld.head
+			if s == noSlot || tr.slots[s].nextCheck > now {
+				break
+			}
+		}
+		if o.proc.alive(tr.slots[s].pid) {
+			tr.slots[s].nextCheck = now + o.retireAfter
+			tr.moveTo(s, slotStalledOld)
+			continue
+		}
+		o.stats.evictedRetired++
+		o.evict(s, "retired", now)
+	}
+	if o.events != nil && o.events.due(now) {
+		o.events.flushStep(now)
+	}
+	if o.prom != nil {
+		o.prom.fire(now)
+	}
+	if o.rec != nil {
+		o.rec.fire(now)
+	}
+	if o.nextSdPing != 0 && now >= o.nextSdPing {
+		o.notify.send("WATCHDOG=1")
+		o.nextSdPing = now + o.sdInterval
+	}
+	if o.nextHwFeed != 0 && now >= o.nextHwFeed {
+		o.feedHW(now)
+	}
+	if o.stopAt != 0 && now >= o.stopAt {
+		o.log.info("shutdown-after-secs reached", fInt("secs", o.cfg.shutdownAfterSecs))
+		o.stopping = true
+	}
+}
+
+// stall surfaces one stall, at most once per silence: the slot leaves the
+// active list and only an accepted beat puts it back.
+func (o *observer) stall(s int32, deadline, now int64) {
+	sl := &o.tr.slots[s]
+	sl.status = StatusStall
+	sl.stalls++
+	o.tr.moveTo(s, slotStalled)
+	o.stats.stallDelay.observe(now - deadline)
+	o.emit(&event{ns: now, kind: evStall, pid: sl.pid, hasNonce: true, nonce: sl.nonce, status: "stall"}, now)
+	o.log.warn("agent stalled", fInt("pid", int64(sl.pid)), fInt("silent_ms", (now-sl.lastBeat)/1_000_000),
+		fStr("comm", commString(sl)))
+	if o.rec != nil {
+		o.rec.onStall(sl, now)
+	}
+}
+
+// commString views a slot's comm without copying; valid until the slot
+// changes.
+func commString(sl *slot) string {
+	return unsafeString(sl.comm[:sl.commLen])
+}
+
+func (o *observer) feedHW(now int64) {
+	if err := o.hwdog.feed(); err != nil {
+		o.ioError(now, "hardware watchdog", err)
+	}
+	o.nextHwFeed = now + o.hwInterval
+}
+
+// emit records an event in the event file, when one is configured.
+func (o *observer) emit(e *event, now int64) {
+	if o.events != nil {
+		o.events.add(e, now)
+	}
+}
+
+// ioError counts an I/O failure of the loop and records it as an io event.
+func (o *observer) ioError(now int64, op string, err error) {
+	o.stats.ioErrors++
+	msg := op + ": " + err.Error()
+	o.emit(&event{ns: now, kind: evIO, payload: msg}, now)
+	o.log.error("i/o error", fStr("op", op), fStr("err", err.Error()))
+}
+
+// startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
+// bits the loop reads, waking the poller.
+func (o *observer) startSignals() {
+	o.sigc = make(chan os.Signal, 16)
+	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
+	go func() {
+		for s := range o.sigc {
+			var bit uint32
+			switch s {
+			case syscall.SIGINT, syscall.SIGTERM:
+				bit = sigStop
+			case syscall.SIGHUP:
+				bit = sigHup
+			case syscall.SIGCHLD:
+				bit = sigChld
+			}
+			o.signals.Or(bit)
+			o.poll.wake()
+		}
+	}()
+}
+
+func (o *observer) handleSignals(now int64) {
+	bits := o.signals.Swap(0)
+	if bits == 0 {
+		return
+	}
+	if bits&sigChld != 0 && o.rec != nil {
+		o.rec.onSIGCHLD(now)
+	}
+	if bits&sigHup != 0 && o.events != nil {
+		if err := o.events.reopen(); err != nil {
+			o.ioError(now, "reopen", err)
+		} else {
+			o.log.info("event file reopened", fStr("path", o.cfg.exportFile))
+		}
+	}
+	if bits&sigStop != 0 {
+		o.log.info("stopping on signal")
+		o.stopping = true
+	}
+}
+
+func (o *observer) logStart() {
+	o.log.info("varta-watch started", fStr("version", version), fStr("socket", o.cfg.socket),
+		fInt("threshold_ms", o.cfg.thresholdMs), fInt("tracker_capacity", int64(o.cfg.trackerCapacity)))
+	if !hasDatagramCreds {
+		o.log.warn("this system attaches no per-datagram credentials: frame pids are trusted on the strength of the socket mode, and recovery is refused",
+			fStr("socket_mode", fmt.Sprintf("%04o", o.cfg.socketMode)))
+	}
+	if q, err := maxDgramQlen(); err == nil {
+		need := recommendedQlen(o.cfg.trackerCapacity)
+		o.log.info("socket queue limit", fStr("sysctl", "net.unix.max_dgram_qlen"), fInt("datagrams", int64(q)))
+		if q < need {
+			o.log.warn("socket queue limit is low for the tracker capacity; raise it so bursts of beats are not dropped by the kernel",
+				fInt("max_dgram_qlen", int64(q)), fInt("recommended", int64(need)),
+				fStr("fix", fmt.Sprintf("sysctl -w net.unix.max_dgram_qlen=%d", need)))
+		}
+	}
+}
+
+// recommendedQlen is the socket queue depth that absorbs a burst of beats
+// arriving while the loop is busy for ~1 ms: one sixteenth of the tracker,
+// at least 16, at most 1024.
+func recommendedQlen(capacity int) int {
+	return min(max(capacity/16, 16), 1024)
+}
+
+// shutdown stops cleanly: STOPPING=1, recovery children killed and reaped,
+// event file flushed, watchdog closed with the magic byte, socket removed.
+func (o *observer) shutdown() {
+	if o.sigc != nil {
+		signal.Stop(o.sigc)
+	}
+	o.notify.send("STOPPING=1")
+	if o.rec != nil {
+		o.rec.shutdown(o.cfg.shutdownGraceMs * 1_000_000)
+	}
+	o.closeAll()
+	o.log.info("varta-watch stopped")
+}
+
+func (o *observer) closeAll() {
+	if o.prom != nil {
+		o.prom.close()
+		o.prom = nil
+	}
+	if o.events != nil {
+		o.events.close()
+		o.events = nil
+	}
+	if o.hwdog != nil {
+		o.hwdog.close(o.stopping)
+		o.hwdog = nil
+	}
+	if o.notify != nil {
+		o.notify.close()
+		o.notify = nil
+	}
+	if o.sock != nil {
+		o.sock.close()
+		o.sock = nil
+	}
+	if o.poll != nil {
+		o.poll.close()
+		o.poll = nil
+	}
+}

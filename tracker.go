@@ -1,0 +1,183 @@
+package main
+
+// tracker holds every agent pid the observer knows, in a fixed array of
+// slots allocated at start. Lookup by pid is an open-addressing hash index
+// (linear probing, backward-shift deletion: no tombstones to rot). Each slot
+// sits on exactly one intrusive list, ordered so that the next deadline is
+// always at a list head and nothing is found by scanning every agent:
+//
+//   - active: beating pids in order of their last accepted beat. All share
+//     one threshold, so the head holds the next stall deadline, and a beat
+//     moves its slot to the tail in O(1).
+//   - stalled: stalled pids in order of their last beat (stalls fire in that
+//     order), first liveness check due at lastBeat + retireAfter.
+//   - stalledOld: stalled pids found alive at least once, in order of their
+//     next liveness check (now + retireAfter when checked).
+type tracker struct {
+	slots      []slot
+	index      []int32
+	mask       uint32
+	freeHead   int32
+	n          int
+	active     slotList
+	stalled    slotList
+	stalledOld slotList
+}
+
+const (
+	slotFree uint8 = iota
+	slotActive
+	slotStalled
+	slotStalledOld
+)
+
+const noSlot int32 = -1
+
+type slot struct {
+	pid        uint32
+	list       uint8
+	status     Status // last status on the wire, or StatusStall
+	commLen    uint8
+	_          uint8
+	nonce      uint64 // last accepted nonce
+	lastBeat   int64  // observer monotonic ns of the last accepted beat
+	nextCheck  int64  // stalledOld: when to check liveness again
+	startTime  uint64 // process start time (Linux /proc/PID/stat field 22), 0 unknown
+	beats      uint64
+	stalls     uint64
+	lastRecov  int64 // monotonic ns of the last recovery attempt, 0 none
+	prev, next int32
+	comm       [16]byte
+}
+
+type slotList struct{ head, tail int32 }
+
+func newTracker(capacity int) *tracker {
+	size := 1
+	for size < 2*capacity {
+		size <<= 1
+	}
+	t := &tracker{
+		slots: make([]slot, capacity),
+		index: make([]int32, size),
+		mask:  uint32(size - 1),
+	}
+	for i := range t.index {
+		t.index[i] = noSlot
+	}
+	for _, l := range []*slotList{&t.active, &t.stalled, &t.stalledOld} {
+		*l = slotList{noSlot, noSlot}
+	}
+	for i := range t.slots {
+		t.slots[i].next = int32(i + 1)
+	}
+	t.slots[capacity-1].next = noSlot
+	return t
+}
+
+func (t *tracker) capacity() int { return len(t.slots) }
+func (t *tracker) full() bool    { return t.freeHead == noSlot }
+
+func (t *tracker) hash(pid uint32) uint32 { return (pid * 0x9E3779B1) >> 7 & t.mask }
+
+// lookup returns the slot of pid or noSlot.
+func (t *tracker) lookup(pid uint32) int32 {
+	for i := t.hash(pid); ; i = (i + 1) & t.mask {
+		s := t.index[i]
+		if s == noSlot {
+			return noSlot
+		}
+		if t.slots[s].pid == pid {
+			return s
+		}
+	}
+}
+
+// insert takes a free slot for pid (the caller checked !full and that pid
+// is absent) and puts it at the tail of the active list.
+func (t *tracker) insert(pid uint32, now int64) int32 {
+	s := t.freeHead
+	t.freeHead = t.slots[s].next
+	t.slots[s] = slot{pid: pid, lastBeat: now, prev: noSlot, next: noSlot}
+	i := t.hash(pid)
+	for t.index[i] != noSlot {
+		i = (i + 1) & t.mask
+	}
+	t.index[i] = s
+	t.n++
+	t.link(s, slotActive)
+	return s
+}
+
+// remove frees slot s.
+func (t *tracker) remove(s int32) {
+	t.unlink(s)
+	pid := t.slots[s].pid
+	i := t.hash(pid)
+	for t.index[i] != s {
+		i = (i + 1) & t.mask
+	}
+	// Backward-shift deletion: pull later members of the probe run into the
+	// hole when their home position allows it.
+	for j := (i + 1) & t.mask; t.index[j] != noSlot; j = (j + 1) & t.mask {
+		home := t.hash(t.slots[t.index[j]].pid)
+		if (j-home)&t.mask >= (j-i)&t.mask {
+			t.index[i] = t.index[j]
+			i = j
+		}
+	}
+	t.index[i] = noSlot
+	t.slots[s] = slot{list: slotFree, next: t.freeHead, prev: noSlot}
+	t.freeHead = s
+	t.n--
+}
+
+func (t *tracker) listOf(kind uint8) *slotList {
+	switch kind {
+	case slotActive:
+		return &t.active
+	case slotStalled:
+		return &t.stalled
+	case slotStalledOld:
+		return &t.stalledOld
+	}
+	return nil
+}
+
+// link appends s to the tail of list kind.
+func (t *tracker) link(s int32, kind uint8) {
+	l := t.listOf(kind)
+	sl := &t.slots[s]
+	sl.list, sl.prev, sl.next = kind, l.tail, noSlot
+	if l.tail != noSlot {
+		t.slots[l.tail].next = s
+	} else {
+		l.head = s
+	}
+	l.tail = s
+}
+
+func (t *tracker) unlink(s int32) {
+	sl := &t.slots[s]
+	l := t.listOf(sl.list)
+	if l == nil {
+		return
+	}
+	if sl.prev != noSlot {
+		t.slots[sl.prev].next = sl.next
+	} else {
+		l.head = sl.next
+	}
+	if sl.next != noSlot {
+		t.slots[sl.next].prev = sl.prev
+	} else {
+		l.tail = sl.prev
+	}
+	sl.prev, sl.next, sl.list = noSlot, noSlot, slotFree
+}
+
+// moveTo moves s to the tail of list kind.
+func (t *tracker) moveTo(s int32, kind uint8) {
+	t.unlink(s)
+	t.link(s, kind)
+}

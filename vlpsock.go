@@ -1,0 +1,232 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// vlpSocket is the observer's bound datagram socket. Its receive buffers
+// live here, allocated once, so receiving a frame allocates nothing.
+type vlpSocket struct {
+	fd       int
+	path     string
+	dev, ino uint64
+	removed  bool
+
+	buf [64]byte // a frame is 32 bytes; more room tells a long datagram apart
+	oob [256]byte
+	iov unix.Iovec
+	msg unix.Msghdr
+	fds [maxRightsFds]int32
+}
+
+// maxRightsFds is how many descriptors one datagram may smuggle in with
+// SCM_RIGHTS before the control buffer truncates the rest (the kernel closes
+// those); every one received is closed at once.
+const maxRightsFds = 32
+
+// maxSocketPath is sun_path's capacity less the terminating NUL.
+const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
+
+// bindVLPSocket creates the observer socket at path with the given mode.
+//
+// An existing path is handled as contract §3 says: a non-socket (including
+// a symlink) is left alone and start fails; a socket that answers a connect
+// has a live observer behind it; a socket that refuses is stale and replaced.
+// The umask is narrowed around bind(2) so the file never exists with wider
+// permissions than mode.
+func bindVLPSocket(path string, mode uint32) (*vlpSocket, error) {
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("socket %s: path is %d bytes, the limit for a Unix socket is %d", path, len(path), maxSocketPath)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err == nil {
+		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return nil, fmt.Errorf("socket %s: path exists and is not a socket; refusing to replace it", path)
+		}
+		live, err := socketIsLive(path)
+		if err != nil {
+			return nil, fmt.Errorf("socket %s: cannot tell whether an observer is running: %v", path, err)
+		}
+		if live {
+			return nil, fmt.Errorf("socket %s: already running: another observer is bound to this path", path)
+		}
+		if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
+			return nil, fmt.Errorf("socket %s: cannot remove stale socket: %v", path, err)
+		}
+	} else if err != unix.ENOENT {
+		return nil, fmt.Errorf("socket %s: %v", path, err)
+	}
+
+	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %v", path, os.NewSyscallError("socket", err))
+	}
+	old := unix.Umask(int(^mode & 0o777))
+	err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+	unix.Umask(old)
+	if err != nil {
+		unix.Close(fd)
+		if err == unix.EADDRINUSE {
+			return nil, fmt.Errorf("socket %s: already running: address in use", path)
+		}
+		return nil, fmt.Errorf("socket %s: %v", path, os.NewSyscallError("bind", err))
+	}
+	s := &vlpSocket{fd: fd, path: path}
+	if err := unix.Lstat(path, &st); err != nil {
+		s.close()
+		return nil, fmt.Errorf("socket %s: %v", path, err)
+	}
+	s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
+	if err := enableCredentials(fd); err != nil {
+		s.close()
+		return nil, fmt.Errorf("socket %s: %v", path, err)
+	}
+	s.iov.Base = &s.buf[0]
+	s.iov.SetLen(len(s.buf))
+	s.msg.Iov = &s.iov
+	s.msg.SetIovlen(1)
+	s.msg.Control = &s.oob[0]
+	return s, nil
+}
+
+// socketIsLive connects a throwaway datagram socket to path: a bound socket
+// accepts, a stale one answers ECONNREFUSED.
+func socketIsLive(path string) (bool, error) {
+	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
+	if err != nil {
+		return false, os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	switch err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err {
+	case nil:
+		return true, nil
+	case unix.ECONNREFUSED, unix.ENOENT:
+		return false, nil
+	default:
+		return false, os.NewSyscallError("connect", err)
+	}
+}
+
+// recvResult is one datagram as the kernel delivered it.
+type recvResult struct {
+	n       int   // datagram length (may exceed len(buf): it was truncated)
+	credPid int32 // kernel-attested sender pid
+	hasCred bool
+}
+
+// recv reads one datagram with recvmsg(2), issued directly because
+// unix.Recvmsg allocates on every call. Descriptors smuggled in with
+// SCM_RIGHTS are closed. It returns the errno, not an error, so that the
+// common EAGAIN does not box a value.
+func (s *vlpSocket) recv() (recvResult, unix.Errno) {
+	s.msg.SetControllen(len(s.oob))
+	s.msg.Flags = 0
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msg)), recvFlags)
+	if e != 0 {
+		return recvResult{}, e
+	}
+	res := recvResult{n: int(r)}
+	if s.msg.Flags&unix.MSG_TRUNC != 0 && res.n <= len(s.buf) {
+		res.n = len(s.buf) + 1 // BSD reports the copied length: it was longer
+	}
+	cl := int(s.msg.Controllen)
+	if cl > len(s.oob) {
+		cl = len(s.oob)
+	}
+	if cl > 0 {
+		pid, ok, nfds := parseControl(s.oob[:cl], &s.fds)
+		res.credPid, res.hasCred = pid, ok
+		for i := 0; i < nfds; i++ {
+			unix.Close(int(s.fds[i]))
+		}
+	}
+	return res, 0
+}
+
+// frame returns the received bytes as a frame; valid only when n == FrameSize.
+func (s *vlpSocket) frame() *[FrameSize]byte {
+	return (*[FrameSize]byte)(s.buf[:FrameSize])
+}
+
+var cmsgLenSize = int(unsafe.Sizeof(unix.Cmsghdr{}.Len))
+
+// cmsgAlign rounds n up to the kernel's control-message alignment.
+func cmsgAlign(n int) int {
+	const a = int(unsafe.Sizeof(uintptr(0)))
+	if isDarwin {
+		return (n + 3) &^ 3
+	}
+	return (n + a - 1) &^ (a - 1)
+}
+
+// parseControl walks the control messages of one recvmsg. It returns the
+// sender pid from SCM_CREDENTIALS (Linux) and copies any SCM_RIGHTS
+// descriptors into fds so the caller can close them. It never reads past
+// oob and never panics, whatever the bytes.
+func parseControl(oob []byte, fds *[maxRightsFds]int32) (pid int32, hasCred bool, nfds int) {
+	hdr := unix.SizeofCmsghdr
+	for len(oob) >= hdr {
+		var l int
+		if cmsgLenSize == 8 {
+			l64 := binary.NativeEndian.Uint64(oob[0:8])
+			if l64 > uint64(len(oob)) {
+				return
+			}
+			l = int(l64)
+		} else {
+			l = int(binary.NativeEndian.Uint32(oob[0:4]))
+		}
+		level := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize : cmsgLenSize+4]))
+		typ := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4 : cmsgLenSize+8]))
+		if l < hdr || l > len(oob) {
+			return
+		}
+		data := oob[cmsgAlign(hdr):l]
+		if cmsgAlign(hdr) > l {
+			data = nil
+		}
+		if level == unix.SOL_SOCKET {
+			switch {
+			case typ == scmCredentials && len(data) >= 12:
+				pid = int32(binary.NativeEndian.Uint32(data[0:4]))
+				hasCred = true
+			case typ == unix.SCM_RIGHTS:
+				for len(data) >= 4 && nfds < len(fds) {
+					fds[nfds] = int32(binary.NativeEndian.Uint32(data[0:4]))
+					nfds++
+					data = data[4:]
+				}
+			}
+		}
+		next := cmsgAlign(l)
+		if next >= len(oob) {
+			return
+		}
+		oob = oob[next:]
+	}
+	return
+}
+
+// close closes the socket and removes its path only if the path still holds
+// the socket this process created (same device and inode): a file put there
+// since, by an operator or a second observer, is left alone.
+func (s *vlpSocket) close() {
+	if s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+	if s.removed || s.ino == 0 {
+		return
+	}
+	s.removed = true
+	var st unix.Stat_t
+	if unix.Lstat(s.path, &st) == nil && uint64(st.Dev) == s.dev && uint64(st.Ino) == s.ino &&
+		st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		unix.Unlink(s.path)
+	}
+}

@@ -1,0 +1,37 @@
+//go:build darwin || freebsd || netbsd || openbsd || dragonfly
+
+package main
+
+import (
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// These systems attach no per-datagram sender pid that an unprivileged
+// receiver can rely on, so the observer trusts the socket mode, warns at
+// start, and refuses recovery (a forged pid could make it kill anything).
+const (
+	recvFlags        = unix.MSG_DONTWAIT
+	scmCredentials   = -1
+	hasDatagramCreds = false
+	isDarwin         = runtime.GOOS == "darwin"
+)
+
+func enableCredentials(fd int) error { return nil }
+
+// newSocket creates a non-blocking, close-on-exec socket. Darwin has no
+// SOCK_NONBLOCK/SOCK_CLOEXEC type flags, so the flags are set after; the
+// observer starts no child before its sockets exist, so the window is moot.
+func newSocket(domain, typ int) (int, error) {
+	fd, err := unix.Socket(domain, typ, 0)
+	if err != nil {
+		return -1, err
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
