@@ -38,3 +38,7 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) dist run
+
+demo: build
+	$(GO) build -o run/varta-agent ./internal/cmd/varta-agent
+	$(GO) run ./internal/cmd/varta-demo --observer ./$(BIN) --agent run/varta-agent
