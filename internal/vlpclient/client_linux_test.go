@@ -45,7 +45,7 @@ func (r *receiver) recv() ([]byte, int32) {
 	r.t.Helper()
 	buf := make([]byte, 65536)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-	n, oobn, flags, _, err := unix.Recvmsg(r.fd, buf, oob, 0)
+	n, oobn, flags, err := recvmsg(r.fd, buf, oob)
 	if err != nil {
 		r.t.Fatalf("recvmsg: %v", err)
 	}
@@ -253,5 +253,16 @@ func TestSendAsOtherPid(t *testing.T) {
 	}
 	if sent, err := c.SendAs(frame[:], other); sent || !errors.Is(err, unix.ESRCH) {
 		t.Errorf("SendAs(dead pid %d) = %v, %v; want ESRCH", other, sent, err)
+	}
+}
+
+// recvmsg retries EINTR: the runtime's signals (preemption, SIGCHLD from
+// the agents this test starts) interrupt a blocking recvmsg.
+func recvmsg(fd int, buf, oob []byte) (n, oobn, flags int, err error) {
+	for {
+		n, oobn, flags, _, err = unix.Recvmsg(fd, buf, oob, 0)
+		if err != unix.EINTR {
+			return n, oobn, flags, err
+		}
 	}
 }
