@@ -18,16 +18,24 @@ type vlpSocket struct {
 	removed  bool
 
 	buf [64]byte // a frame is 32 bytes; more room tells a long datagram apart
-	oob [256]byte
+	oob [oobSize]byte
 	iov unix.Iovec
 	msg unix.Msghdr
 	fds [maxRightsFds]int32
 }
 
-// maxRightsFds is how many descriptors one datagram may smuggle in with
-// SCM_RIGHTS before the control buffer truncates the rest (the kernel closes
-// those); every one received is closed at once.
-const maxRightsFds = 32
+// oobSize is the control buffer of one recvmsg: room for SCM_CREDENTIALS
+// and whatever SCM_RIGHTS descriptors a sender smuggles in.
+const oobSize = 256
+
+// maxRightsFds is how many descriptors one datagram can leave installed in
+// this process: as many 4-byte ints as the control buffer holds. The kernel
+// installs every descriptor that fits in the buffer (the rest it closes
+// itself, setting MSG_CTRUNC), so fds must have room for all of them, or
+// the ones beyond it leak. (It once held 32 while 52 fit after the
+// credentials: a sender passing 253 fds leaked 20 per datagram; see
+// TestRecvClosesEverySmuggledFd.) Every one received is closed at once.
+const maxRightsFds = oobSize / 4
 
 // maxSocketPath is sun_path's capacity less the terminating NUL.
 const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
@@ -186,9 +194,9 @@ func parseControl(oob []byte, fds *[maxRightsFds]int32) (pid int32, hasCred bool
 		if l < hdr || l > len(oob) {
 			return
 		}
-		data := oob[cmsgAlign(hdr):l]
-		if cmsgAlign(hdr) > l {
-			data = nil
+		var data []byte
+		if a := cmsgAlign(hdr); a <= l {
+			data = oob[a:l]
 		}
 		if level == unix.SOL_SOCKET {
 			switch {
