@@ -19,6 +19,10 @@ const (
 	stallBudget    = 256 // stalls surfaced per iteration
 	livenessBudget = 64  // /proc liveness checks per iteration
 	retireFactor   = 10  // retirement/eviction after retireFactor × threshold
+
+	// reuseCheckInterval spaces the /proc checks for pid reuse that
+	// out-of-order frames trigger, per pid (ns).
+	reuseCheckInterval = 10_000_000
 )
 
 // Signal bits set by the signal goroutine and consumed by the loop.
@@ -280,7 +284,16 @@ func (o *observer) track(f *Frame, now int64) {
 		return
 	}
 	// Not newer: a duplicate or replay, unless the pid now belongs to another
-	// process (the old agent died and its pid was reused).
+	// process (the old agent died and its pid was reused). Reading /proc
+	// costs three syscalls, so a pid repeating one frame as fast as it can
+	// would make every datagram that dear: ask at most once per
+	// reuseCheckInterval per pid. A restarted agent is recognised at most
+	// that much later.
+	if now-sl.reuseChecked < reuseCheckInterval {
+		o.stats.outOfOrder++
+		return
+	}
+	sl.reuseChecked = now
 	if st := o.proc.startTime(f.Pid); st != 0 && st != sl.startTime {
 		pid := sl.pid
 		sl.beats, sl.stalls, sl.lastRecov, sl.nonce = 0, 0, 0, 0

@@ -48,6 +48,10 @@ type slot struct {
 	lastRecov  int64 // monotonic ns of the last recovery attempt, 0 none
 	prev, next int32
 	comm       [16]byte
+
+	// reuseChecked is when an out-of-order frame last made the observer
+	// read /proc for pid reuse (monotonic ns), 0 never.
+	reuseChecked int64
 }
 
 type slotList struct{ head, tail int32 }
