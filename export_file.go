@@ -34,6 +34,12 @@ func openEventFile(o *observer, path string) (*eventFile, error) {
 func (f *eventFile) open() error {
 	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o640)
 	if err != nil {
+		// O_NOFOLLOW fails with ELOOP when the path is a symlink: whoever
+		// planted it could aim the observer's writes at any file.
+		var st unix.Stat_t
+		if err == unix.ELOOP && unix.Lstat(f.path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return fmt.Errorf("export file %s: is a symbolic link; refusing to write through it", f.path)
+		}
 		return fmt.Errorf("export file %s: %v", f.path, err)
 	}
 	f.fd = fd
