@@ -195,6 +195,9 @@ func TestSysvinitScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if reason := notMatchable(self); reason != "" {
+		t.Skip(reason)
+	}
 	type variant struct{ name, shell, ssdDir string }
 	var variants []variant
 	if busybox, err := exec.LookPath("busybox"); err == nil &&
@@ -300,6 +303,30 @@ func TestSysvinitScript(t *testing.T) {
 			}
 		})
 	}
+}
+
+// notMatchable says why start-stop-daemon -x could not find the fake daemon
+// started from exe, or "" if it can: under go test -exec qemu-*, the test
+// binary either cannot be executed at all or runs as qemu's process, and
+// /proc/PID/exe names qemu.
+func notMatchable(exe string) string {
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "VARTA_TEST_FAKE_DAEMON="+os.DevNull)
+	if err := cmd.Start(); err != nil {
+		return fmt.Sprintf("the test binary cannot run natively (go test -exec?): %v", err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	seen, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
+	if err != nil {
+		return fmt.Sprintf("cannot read /proc/PID/exe: %v", err)
+	}
+	if seen != exe {
+		return fmt.Sprintf("the test binary runs as %s (an emulator?): start-stop-daemon -x cannot match it", seen)
+	}
+	return ""
 }
 
 func TestSystemdUnit(t *testing.T) {
