@@ -73,6 +73,9 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	}
 	defer func() {
 		if err != nil {
+			if o.sigc != nil {
+				signal.Stop(o.sigc)
+			}
 			o.closeAll()
 			o = nil
 		}
@@ -81,6 +84,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
+	o.catchSignals()
 	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode); err != nil {
 		return o, err
 	}
@@ -444,11 +448,19 @@ func (o *observer) ioError(now int64, op string, err error) {
 	o.log.error("i/o error", fStr("op", op), fStr("err", err.Error()))
 }
 
-// startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
-// bits the loop reads, waking the poller.
-func (o *observer) startSignals() {
+// catchSignals registers for the signals the loop handles before the
+// socket is bound: from the moment a supervisor can see the socket, SIGTERM
+// must stop the observer cleanly (events flushed, socket removed) rather
+// than kill it by the default action, socket left behind. Signals wait in
+// sigc until run starts the loop (TestSIGTERMRightAfterStart).
+func (o *observer) catchSignals() {
 	o.sigc = make(chan os.Signal, 16)
 	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
+}
+
+// startSignals routes the signals caught in sigc to bits the loop reads,
+// waking the poller.
+func (o *observer) startSignals() {
 	go func() {
 		for s := range o.sigc {
 			var bit uint32
