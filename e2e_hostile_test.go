@@ -1134,3 +1134,142 @@ func TestSIGTERMRightAfterStart(t *testing.T) {
 		}
 	}
 }
+
+// mountTinyTmpfs mounts a tmpfs of size bytes in a fresh directory and
+// unmounts it at the end of the test; it skips without root or tmpfs.
+func mountTinyTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := filepath.Join(shortTempDir(t), "m")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+size); err != nil {
+		t.Skipf("cannot mount a tmpfs (%v): the full-disk test needs one", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	return mnt
+}
+
+// fillDisk writes a file at path until the file system is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 512)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			return
+		}
+	}
+}
+
+// stallLogs returns, per pid, the silent_ms of each "agent stalled" line
+// of the observer's log.
+func stallLogs(stderr string) map[string][]int {
+	m := map[string][]int{}
+	for _, line := range strings.Split(stderr, "\n") {
+		if !strings.Contains(line, `msg="agent stalled"`) {
+			continue
+		}
+		var pid string
+		ms := -1
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "pid="); ok {
+				pid = v
+			}
+			if v, ok := strings.CutPrefix(f, "silent_ms="); ok {
+				ms, _ = strconv.Atoi(v)
+			}
+		}
+		m[pid] = append(m[pid], ms)
+	}
+	return m
+}
+
+// TestEventFileFullDisk puts the event file on a 64 KiB tmpfs, fills the
+// rest of it, and keeps agents beating and stalling: the failed writes are
+// logged once and counted, stalls are still detected on time while the
+// disk is full, and once a filler file is deleted, writing resumes with
+// whole lines only.
+func TestEventFileFullDisk(t *testing.T) {
+	const threshold = 200 * time.Millisecond
+	mnt := mountTinyTmpfs(t, "64k")
+	events := filepath.Join(mnt, "events.tsv")
+	args := []string{"--threshold-ms", "200", "--export-file", events}
+	withProm := featureBuilt(t, "--prom-addr", "127.0.0.1:0")
+	if withProm {
+		args = append(args, "--prom-addr", "127.0.0.1:0")
+	}
+	o := startObserver(t, args...)
+	filler := filepath.Join(mnt, "filler")
+	fillDisk(t, filler)
+	healthy := startAgent(t, o.socket, "--interval-ms", "5")
+	hungWhileFull := startAgent(t, o.socket, "--interval-ms", "5", "--hang-after", "20")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(o.stderr.String(), "event file write failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no write failure logged with the disk full:\n%s", o.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Stalls go on while nothing can be written.
+	for len(stallLogs(o.stderr.String())[hungWhileFull.pid]) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("hung agent %s never stalled while the disk was full:\n%s", hungWhileFull.pid, o.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // more failed flushes
+	if withProm {
+		if m := scrapeMetrics(t, o.promAddr); m["varta_export_write_errors_total"] == 0 {
+			t.Errorf("varta_export_write_errors_total is 0 with the disk full")
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	hungAfter := startAgent(t, o.socket, "--interval-ms", "5", "--hang-after", "5")
+	evs := o.waitEvents(10*time.Second, "writing to resume: the late hung agent's stall", func(evs []tsvEvent) bool {
+		return countEvents(evs, "stall", hungAfter.pid) == 1
+	})
+	if n := checkStallsOnTime(t, evs, hungAfter.pid, threshold, stallSlack); n != 1 {
+		t.Errorf("agent %s hung after space returned: %d stalls, want 1", hungAfter.pid, n)
+	}
+	for pid, silent := range stallLogs(o.stderr.String()) {
+		for _, ms := range silent {
+			if late := time.Duration(ms)*time.Millisecond - threshold; late < 0 || late > stallSlack {
+				t.Errorf("pid %s stalled after %d ms of silence (threshold %v)", pid, ms, threshold)
+			}
+		}
+	}
+	if n := len(stallLogs(o.stderr.String())[hungWhileFull.pid]); n != 1 {
+		t.Errorf("agent %s hung while the disk was full: %d stalls logged, want 1", hungWhileFull.pid, n)
+	}
+	if n := countEvents(evs, "beat", healthy.pid); n == 0 {
+		t.Errorf("no beat of agent %s in the file after space returned", healthy.pid)
+	}
+	stderr := o.stderr.String()
+	if n := strings.Count(stderr, "event file write failed"); n != 1 {
+		t.Errorf("write failure logged %d times in one episode, want once", n)
+	}
+	if !strings.Contains(stderr, "writable again") {
+		t.Errorf("no log line says the event file is writable again")
+	}
+	if code := o.stop(); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	data, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		t.Errorf("event file ends inside a line: ...%q", data[max(0, len(data)-80):])
+	}
+	parseEvents(t, data) // fails on a torn line
+}
