@@ -1273,3 +1273,55 @@ func TestEventFileFullDisk(t *testing.T) {
 	}
 	parseEvents(t, data) // fails on a torn line
 }
+
+// TestFIFOAtExportFile: a FIFO with no reader planted at the event file
+// path. Opening it for writing must not block the observer: at start it
+// either fails at once or runs; and when the FIFO is swapped in before a
+// SIGHUP reopen, the loop must go on detecting stalls on time.
+func TestFIFOAtExportFile(t *testing.T) {
+	binaries(t)
+	t.Run("at_start", func(t *testing.T) {
+		dir := shortTempDir(t)
+		fifo := filepath.Join(dir, "events.tsv")
+		if err := unix.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		code, stderr := runObserverToExit(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
+			"--export-file", fifo, "--shutdown-after-secs", "1")
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("observer took %v with a FIFO at --export-file", took)
+		}
+		if code != 0 && (code != 1 || !strings.Contains(stderr, fifo)) {
+			t.Errorf("exit %d, stderr %q: want a clean run or exit 1 naming the path", code, stderr)
+		}
+	})
+	t.Run("on_reopen", func(t *testing.T) {
+		const threshold = 200 * time.Millisecond
+		o := startObserver(t, "--threshold-ms", "200")
+		if err := os.Rename(o.events, o.events+".old"); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mkfifo(o.events, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o.signal(unix.SIGHUP)
+		time.Sleep(50 * time.Millisecond)
+		a := startAgent(t, o.socket, "--interval-ms", "5", "--hang-after", "5")
+		deadline := time.Now().Add(5 * time.Second)
+		for len(stallLogs(o.stderr.String())[a.pid]) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("agent %s never stalled after a FIFO was reopened as the event file: the loop is stuck\n%s", a.pid, o.stderr.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, ms := range stallLogs(o.stderr.String())[a.pid] {
+			if late := time.Duration(ms)*time.Millisecond - threshold; late < 0 || late > stallSlack {
+				t.Errorf("pid %s stalled after %d ms of silence (threshold %v)", a.pid, ms, threshold)
+			}
+		}
+		if code := o.stop(); code != 0 {
+			t.Errorf("exit status %d, want 0", code)
+		}
+	})
+}

@@ -32,7 +32,10 @@ func openEventFile(o *observer, path string) (*eventFile, error) {
 }
 
 func (f *eventFile) open() error {
-	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o640)
+	// O_NONBLOCK: a FIFO planted at the path (with no reader) would block
+	// open(2), at start or in the loop on SIGHUP, for ever; with it the
+	// open fails (ENXIO) instead. Regular files ignore the flag.
+	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o640)
 	if err != nil {
 		// O_NOFOLLOW fails with ELOOP when the path is a symlink: whoever
 		// planted it could aim the observer's writes at any file.
