@@ -843,7 +843,7 @@ func TestSymlinkAtSocketPath(t *testing.T) {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
 		}
-		code, stderr := runObserverToExit(t, "--socket", link, "--threshold-ms", "100",
+		code, stderr := runHostileObserver(t, "--socket", link, "--threshold-ms", "100",
 			"--export-file", filepath.Join(dir, "ev.tsv"), "--shutdown-after-secs", "1")
 		if code != 1 || !strings.Contains(stderr, link) {
 			t.Errorf("symlink to %s at --socket: exit %d, stderr %q; want 1 and a line naming the path", target, code, stderr)
@@ -879,7 +879,7 @@ func TestSymlinkAtExportFile(t *testing.T) {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
 		}
-		code, stderr := runObserverToExit(t, "--socket", sock, "--threshold-ms", "100",
+		code, stderr := runHostileObserver(t, "--socket", sock, "--threshold-ms", "100",
 			"--export-file", link, "--shutdown-after-secs", "1")
 		if code != 1 || !strings.Contains(stderr, link) || !strings.Contains(stderr, "symbolic link; refusing") {
 			t.Errorf("symlink to %s at --export-file: exit %d, stderr %q; want 1 and a line naming the path and the symlink", target, code, stderr)
@@ -998,9 +998,9 @@ func procReads(t *testing.T, o *observerProc) int64 {
 	return 0
 }
 
-// runObserverToExit runs the observer to completion (10 s at most) and
+// runHostileObserver runs the observer to completion (10 s at most) and
 // returns its exit status and stderr.
-func runObserverToExit(t *testing.T, args ...string) (int, string) {
+func runHostileObserver(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	binaries(t)
 	cmd := exec.Command(observerBin, args...)
@@ -1039,7 +1039,7 @@ func featureBuilt(t *testing.T, flags ...string) bool {
 	}
 	dir := shortTempDir(t)
 	args := append([]string{"--socket", filepath.Join(dir, "p.sock"), "--threshold-ms", "100", "--shutdown-after-secs", "1"}, flags...)
-	code, stderr := runObserverToExit(t, args...)
+	code, stderr := runHostileObserver(t, args...)
 	v := !(code == 1 && strings.Contains(stderr, "not built yet"))
 	featureCache[key] = v
 	return v
@@ -1287,7 +1287,7 @@ func TestFIFOAtExportFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		code, stderr := runObserverToExit(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
+		code, stderr := runHostileObserver(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
 			"--export-file", fifo, "--shutdown-after-secs", "1")
 		if took := time.Since(start); took > 5*time.Second {
 			t.Errorf("observer took %v with a FIFO at --export-file", took)

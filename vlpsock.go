@@ -24,17 +24,15 @@ type vlpSocket struct {
 	fds [maxRightsFds]int32
 }
 
-// oobSize is the control buffer of one recvmsg: room for SCM_CREDENTIALS
-// and whatever SCM_RIGHTS descriptors a sender smuggles in.
+// oobSize is the control buffer of one recvmsg: SCM_CREDENTIALS plus room
+// for descriptors a sender may smuggle in with SCM_RIGHTS.
 const oobSize = 256
 
-// maxRightsFds is how many descriptors one datagram can leave installed in
-// this process: as many 4-byte ints as the control buffer holds. The kernel
-// installs every descriptor that fits in the buffer (the rest it closes
-// itself, setting MSG_CTRUNC), so fds must have room for all of them, or
-// the ones beyond it leak. (It once held 32 while 52 fit after the
-// credentials: a sender passing 253 fds leaked 20 per datagram; see
-// TestRecvClosesEverySmuggledFd.) Every one received is closed at once.
+// maxRightsFds is how many descriptors fit in the control buffer (4 bytes
+// each). The kernel installs as many as fit and drops the rest
+// (MSG_CTRUNC); every one installed must be seen here and closed at once,
+// or a hostile sender leaks descriptors into the observer with each
+// datagram.
 const maxRightsFds = oobSize / 4
 
 // maxSocketPath is sun_path's capacity less the terminating NUL.

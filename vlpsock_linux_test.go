@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openFds counts this process's open descriptors.
-func openFds(t testing.TB) int {
+// countOwnFds counts this process's open descriptors.
+func countOwnFds(t testing.TB) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -48,7 +48,7 @@ func TestRecvClosesEverySmuggledFd(t *testing.T) {
 	for i := range fds {
 		fds[i] = devnull
 	}
-	before := openFds(t)
+	before := countOwnFds(t)
 	const rounds = 20
 	for i := 0; i < rounds; i++ {
 		var frame [FrameSize]byte
@@ -63,7 +63,7 @@ func TestRecvClosesEverySmuggledFd(t *testing.T) {
 			t.Fatalf("recv = %+v, want %d bytes from pid %d", res, FrameSize, os.Getpid())
 		}
 	}
-	if after := openFds(t); after != before {
+	if after := countOwnFds(t); after != before {
 		t.Fatalf("%d descriptors open after %d datagrams with %d fds each, %d before: recv leaks %d per datagram",
 			after, rounds, scmMaxFd, before, (after-before)/rounds)
 	}
