@@ -19,10 +19,6 @@ const (
 	stallBudget    = 256 // stalls surfaced per iteration
 	livenessBudget = 64  // /proc liveness checks per iteration
 	retireFactor   = 10  // retirement/eviction after retireFactor × threshold
-
-	// reuseCheckInterval spaces the /proc checks for pid reuse that
-	// out-of-order frames trigger, per pid (ns).
-	reuseCheckInterval = 10_000_000
 )
 
 // Signal bits set by the signal goroutine and consumed by the loop.
@@ -59,6 +55,7 @@ type observer struct {
 	stopping   bool
 	signals    atomic.Uint32
 	sigc       chan os.Signal
+	sigDone    chan struct{} // closed when the signal goroutine has returned
 	pollEvents [maxPollEvents]pollEvent
 }
 
@@ -73,9 +70,6 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	}
 	defer func() {
 		if err != nil {
-			if o.sigc != nil {
-				signal.Stop(o.sigc)
-			}
 			o.closeAll()
 			o = nil
 		}
@@ -84,7 +78,11 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
-	o.catchSignals()
+	// Catch signals before the socket exists: whoever sees the socket may
+	// stop the observer at once, and that must still be a clean exit that
+	// removes the socket, not death by SIGTERM leaving it stale. A signal
+	// that comes before run is handled by its first iteration.
+	o.startSignals()
 	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode); err != nil {
 		return o, err
 	}
@@ -124,7 +122,6 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 
 // run serves until a stop signal or --shutdown-after-secs, then shuts down.
 func (o *observer) run() error {
-	o.startSignals()
 	o.logStart()
 	now := monoNow()
 	if o.hwdog != nil {
@@ -260,6 +257,10 @@ func (o *observer) handleDatagram(res recvResult, now int64) {
 	}
 	o.track(&f, now)
 }
+
+// reuseCheckInterval spaces the /proc checks for pid reuse that
+// out-of-order frames trigger, per pid (ns).
+const reuseCheckInterval = 10_000_000
 
 // nonceNewer reports whether next follows last: strictly greater, or a wrap
 // from the top 2^20 values to the bottom 2^20.
@@ -448,20 +449,14 @@ func (o *observer) ioError(now int64, op string, err error) {
 	o.log.error("i/o error", fStr("op", op), fStr("err", err.Error()))
 }
 
-// catchSignals registers for the signals the loop handles before the
-// socket is bound: from the moment a supervisor can see the socket, SIGTERM
-// must stop the observer cleanly (events flushed, socket removed) rather
-// than kill it by the default action, socket left behind. Signals wait in
-// sigc until run starts the loop (TestSIGTERMRightAfterStart).
-func (o *observer) catchSignals() {
-	o.sigc = make(chan os.Signal, 16)
-	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
-}
-
-// startSignals routes the signals caught in sigc to bits the loop reads,
-// waking the poller.
+// startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
+// bits the loop reads, waking the poller.
 func (o *observer) startSignals() {
+	o.sigc = make(chan os.Signal, 16)
+	o.sigDone = make(chan struct{})
+	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
 	go func() {
+		defer close(o.sigDone)
 		for s := range o.sigc {
 			var bit uint32
 			switch s {
@@ -476,6 +471,20 @@ func (o *observer) startSignals() {
 			o.poll.wake()
 		}
 	}()
+}
+
+// stopSignals ends the routing of signals and waits for its goroutine,
+// which may still hold a buffered signal (SIGCHLD from a recovery child)
+// and would wake a poller closeAll is about to close. After signal.Stop no
+// signal is sent on sigc, so closing it is safe.
+func (o *observer) stopSignals() {
+	if o.sigc == nil {
+		return
+	}
+	signal.Stop(o.sigc)
+	close(o.sigc)
+	<-o.sigDone
+	o.sigc = nil
 }
 
 func (o *observer) handleSignals(now int64) {
@@ -527,9 +536,7 @@ func recommendedQlen(capacity int) int {
 // shutdown stops cleanly: STOPPING=1, recovery children killed and reaped,
 // event file flushed, watchdog closed with the magic byte, socket removed.
 func (o *observer) shutdown() {
-	if o.sigc != nil {
-		signal.Stop(o.sigc)
-	}
+	o.stopSignals()
 	o.notify.send("STOPPING=1")
 	if o.rec != nil {
 		o.rec.shutdown(o.cfg.shutdownGraceMs * 1_000_000)
@@ -539,6 +546,7 @@ func (o *observer) shutdown() {
 }
 
 func (o *observer) closeAll() {
+	o.stopSignals()
 	if o.prom != nil {
 		o.prom.close()
 		o.prom = nil
