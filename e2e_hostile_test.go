@@ -1325,3 +1325,73 @@ func TestFIFOAtExportFile(t *testing.T) {
 		}
 	})
 }
+
+// TestHostileProcessName runs an agent whose executable name (hence its
+// /proc/PID/comm, which the observer logs and exports as a label) holds a
+// quote, a backslash, a newline, an equals sign and a space. The log must
+// stay one line per message and, once the metrics endpoint exists, the
+// label must be escaped as the exposition format says.
+func TestHostileProcessName(t *testing.T) {
+	binaries(t)
+	const name = "a\"b\\c\nd=e f{}" // 14 bytes: comm keeps 15
+	dir := shortTempDir(t)
+	exe := filepath.Join(dir, name)
+	data, err := os.ReadFile(agentBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--threshold-ms", "100"}
+	withProm := featureBuilt(t, "--prom-addr", "127.0.0.1:0")
+	if withProm {
+		args = append(args, "--prom-addr", "127.0.0.1:0")
+	}
+	o := startObserver(t, args...)
+	cmd := exec.Command(exe, "--socket", o.socket, "--interval-ms", "5", "--hang-after", "3")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := strconv.Itoa(cmd.Process.Pid)
+	comm, err := os.ReadFile("/proc/" + pid + "/comm")
+	if err != nil || strings.TrimSuffix(string(comm), "\n") != name {
+		t.Skipf("comm of the renamed agent is %q (%v), not %q", comm, err, name)
+	}
+	o.waitEvents(5*time.Second, "the agent's stall", func(evs []tsvEvent) bool { return countEvents(evs, "stall", pid) == 1 })
+	if withProm {
+		body := httpGet(t, o.promAddr, "/metrics")
+		want := `comm="a\"b\\c\nd=e f{}"`
+		found := false
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "varta_agent_info{") && strings.Contains(line, `pid="`+pid+`"`) {
+				found = strings.Contains(line, want)
+				if !found {
+					t.Errorf("agent info %q, want the label %s", line, want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no varta_agent_info series for pid %s", pid)
+		}
+	}
+	if code := o.stop(); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	stalled := false
+	for _, line := range strings.Split(strings.TrimSuffix(o.stderr.String(), "\n"), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("log line %q does not start a message: a field broke the line", line)
+		}
+		if strings.Contains(line, `msg="agent stalled"`) && strings.Contains(line, "pid="+pid) {
+			stalled = true
+			if !strings.Contains(line, `comm="a\"b\\c\nd=e f{}"`) {
+				t.Errorf("stall log line %q: comm not quoted and escaped", line)
+			}
+		}
+	}
+	if !stalled {
+		t.Errorf("no stall logged for pid %s", pid)
+	}
+}
