@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,11 @@ func countOwnFds(t testing.TB) int {
 // a descriptor leak a local sender could repeat until the observer cannot
 // accept a connection or reopen its event file.
 func TestRecvClosesEverySmuggledFd(t *testing.T) {
+	if comm, _ := os.ReadFile("/proc/self/comm"); strings.HasPrefix(string(comm), "qemu-") {
+		// qemu-user receives into a host buffer larger than ours and leaks
+		// the descriptors that do not fit when it converts the messages.
+		t.Skip("under qemu-user emulation, which leaks SCM_RIGHTS descriptors itself")
+	}
 	dir := shortTempDir(t)
 	s, err := bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600)
 	if err != nil {
