@@ -775,8 +775,10 @@ func testFloodingAgent(t *testing.T, mode string) {
 		}
 		// Each repeat is out of order, which asks /proc whether the pid
 		// was reused: at most once per reuseCheckInterval, or the
-		// flooder makes every datagram cost three more syscalls.
-		if limit := 2 * secs * float64(time.Second) / reuseCheckInterval; float64(reads) > limit {
+		// flooder makes every datagram cost three more syscalls. (Twice
+		// that, plus what the other pids' /proc reads and the process
+		// metrics cost: before the limit there were ~15 000 a second.)
+		if limit := 2*secs*float64(time.Second)/reuseCheckInterval + 100; float64(reads) > limit {
 			t.Errorf("observer made %d read syscalls in %.1fs of repeated frames, want at most %.0f", reads, secs, limit)
 		}
 	}
