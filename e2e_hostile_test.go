@@ -786,7 +786,7 @@ func testFloodingAgent(t *testing.T, mode string) {
 		t.Logf("healthy sender %s: longest wait for room in the queue %v", p, maxWait[i])
 	}
 	for _, p := range judged {
-		if n := countEvents(evs, "stall", p); n != 0 {
+		if n := stallsBefore(evs, p, end); n != 0 {
 			t.Errorf("pid %s stalled %d times while beating next to the flooder", p, n)
 		}
 		gap := maxBeatGap(evs, p, start, end)
