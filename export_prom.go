@@ -37,19 +37,21 @@ type promServer struct {
 	limiter rateLimiter
 	self    selfProc
 	stats   promStats
+	written int // bytes written in this loop iteration; reset by fire
 }
 
 const (
-	promMaxConns       = 64       // concurrent connections; beyond, idle ones are evicted or the new one is closed
-	promMaxRequest     = 8 << 10  // a request head longer than this is dropped
-	promReadTimeout    = 5e9      // ns: the whole request head must arrive within
-	promWriteTimeout   = 30e9     // ns: the whole response must be taken within
-	promLingerTimeout  = 2e9      // ns: after the response, wait this long for the client to close
-	promOutChunk       = 16 << 10 // render this much, write it, render the next
-	promWriteBudget    = 64 << 10 // most bytes one connection writes per loop step
-	promAcceptBudget   = 32       // connections accepted per loop step
-	promListenBacklog  = 128      // listen(2) backlog
-	promRateTableSize  = 256      // client IPs remembered by the rate limiter
+	promMaxConns       = 64        // concurrent connections; beyond, idle ones are evicted or the new one is closed
+	promMaxRequest     = 8 << 10   // a request head longer than this is dropped
+	promReadTimeout    = 5e9       // ns: the whole request head must arrive within
+	promWriteTimeout   = 30e9      // ns: the whole response must be taken within
+	promLingerTimeout  = 2e9       // ns: after the response, wait this long for the client to close
+	promOutChunk       = 16 << 10  // render this much, write it, render the next
+	promWriteBudget    = 32 << 10  // most bytes one connection writes per loop step
+	promIterBudget     = 128 << 10 // most bytes all connections together write per loop iteration
+	promAcceptBudget   = 32        // connections accepted per loop step
+	promListenBacklog  = 128       // listen(2) backlog
+	promRateTableSize  = 256       // client IPs remembered by the rate limiter
 	promContentType    = "text/plain; version=0.0.4; charset=utf-8"
 	promTokenMaxBytes  = 4096    // a longer token file is refused
 	promDrainReadBytes = 1 << 10 // read size while lingering
@@ -556,8 +558,13 @@ func (p *promServer) startWriting(c *promConn, now int64) {
 
 // writeStep writes at most promWriteBudget bytes, rendering the next slice
 // of the body whenever the previous one has been taken by the kernel.
+//
+// All connections together write at most promIterBudget bytes per loop
+// iteration: past it a ready connection is left for the next iteration
+// (the poller is level-triggered and reports it again), so that many
+// busy scrapers cannot stretch one iteration and delay a stall.
 func (p *promServer) writeStep(c *promConn, now int64) {
-	budget := promWriteBudget
+	budget := min(promWriteBudget, promIterBudget-p.written)
 	for budget > 0 {
 		if c.outOff == len(c.out) {
 			c.out, c.outOff = c.out[:0], 0
@@ -580,6 +587,7 @@ func (p *promServer) writeStep(c *promConn, now int64) {
 		}
 		c.outOff += n
 		budget -= n
+		p.written += n
 	}
 }
 
@@ -625,6 +633,7 @@ func (p *promServer) nextDeadline() int64 {
 // fire drops connections past their deadline: a request that did not
 // arrive in time or a response the client would not take in time.
 func (p *promServer) fire(now int64) {
+	p.written = 0
 	for _, c := range p.conns {
 		if c.state == connFree || c.deadline > now {
 			continue

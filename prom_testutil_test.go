@@ -90,6 +90,7 @@ func (c *scrapeClient) scrape(tb testing.TB, o *observer, onStep func()) int {
 				p.handle(pollEvent{fd: pc.fd, readable: true, writable: true}, now)
 			}
 		}
+		p.fire(now) // the end of a loop iteration: resets the write budget
 		if onStep != nil {
 			onStep()
 		}
