@@ -147,6 +147,21 @@ func TestE2EHTTPRoutes(t *testing.T) {
 		}
 	}
 
+	// A client that shuts its write side after the request (nc -N) still
+	// gets the whole body.
+	hc, err := net.Dial("tcp", p.promAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc.SetDeadline(time.Now().Add(5 * time.Second))
+	hc.Write([]byte("GET /metrics HTTP/1.0\r\n\r\n"))
+	hc.(*net.TCPConn).CloseWrite()
+	resp, _ := io.ReadAll(hc)
+	hc.Close()
+	if !strings.HasPrefix(string(resp), "HTTP/1.1 200 OK\r\n") || !strings.Contains(string(resp), "\nvarta_prom_connections ") {
+		t.Errorf("half-closed client got %q", resp)
+	}
+
 	// A request head over 8 KiB is dropped without a response.
 	conn, err := net.Dial("tcp", p.promAddr)
 	if err != nil {

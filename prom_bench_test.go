@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,7 +61,7 @@ func BenchmarkScrapeHTTP4096(b *testing.B) {
 // agent's stall deadline falls 1 ms into the scrape. Meanwhile a sender
 // beats into the VLP socket at 4000 frames/s (4096 agents at 1 s).
 //
-//   - max-stall-delay-ms: worst lateness of that stall (contract bound 2 ms);
+//   - p50/p99/max-stall-delay-ms: lateness of that stall (bound: 2 ms);
 //   - max-loop-step-µs: the longest loop iteration during the scrapes, wall
 //     clock (includes time the OS gave the CPU to other processes);
 //   - max-loop-step-cpu-µs: the same in this thread's CPU time: the work
@@ -113,6 +114,7 @@ func BenchmarkStallDuringScrape4096(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var maxDelay, maxStep, maxCPU, over1ms int64
+	delays := make([]int64, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		now := monoNow()
@@ -156,10 +158,14 @@ func BenchmarkStallDuringScrape4096(b *testing.B) {
 			}
 		}
 		maxDelay = max(maxDelay, o.stats.stallDelay.sumNs-before)
+		delays = append(delays, o.stats.stallDelay.sumNs-before)
 	}
 	b.StopTimer()
 	stop.Store(true)
 	wg.Wait()
+	slices.Sort(delays)
+	b.ReportMetric(float64(delays[len(delays)/2])/1e6, "p50-stall-delay-ms")
+	b.ReportMetric(float64(delays[len(delays)*99/100])/1e6, "p99-stall-delay-ms")
 	b.ReportMetric(float64(maxDelay)/1e6, "max-stall-delay-ms")
 	b.ReportMetric(float64(maxStep)/1e3, "max-loop-step-µs")
 	b.ReportMetric(float64(maxCPU)/1e3, "max-loop-step-cpu-µs")
