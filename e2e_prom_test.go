@@ -558,3 +558,66 @@ func TestE2EPrometheusIngests(t *testing.T) {
 	}
 	t.Fatalf("Prometheus never stored varta_beats_total for pid %s: %v\n%s", a.pid, last, strings.Join(tail, "\n"))
 }
+
+// TestE2EOutOfDescriptors runs the observer with a descriptor limit that
+// idle connections exhaust: accept fails with EMFILE, and the loop must
+// neither spin on the still-readable listener nor stop serving once
+// descriptors are free again.
+func TestE2EOutOfDescriptors(t *testing.T) {
+	if !isLinux {
+		t.Skip("reads /proc/PID/stat")
+	}
+	binaries(t)
+	dir := shortTempDir(t)
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0" "$@"`, observerBin,
+		"--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no address: %v\n%s", err, stderr.String())
+	}
+	p := &observerProc{t: t, promAddr: strings.TrimSpace(line)}
+	var conns []net.Conn
+	for i := 0; i < 60; i++ {
+		c, err := net.Dial("tcp", p.promAddr)
+		if err != nil {
+			break // the backlog is full: enough
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cpu := func() float64 {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+		u, _ := strconv.ParseFloat(f[11], 64)
+		s, _ := strconv.ParseFloat(f[12], 64)
+		return (u + s) / 100
+	}
+	before := cpu()
+	time.Sleep(time.Second)
+	if used := cpu() - before; used > 0.3 {
+		t.Errorf("observer used %.2f s of CPU in 1 s while out of descriptors: spinning", used)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	body := waitScrape(t, p, 10*time.Second, "a scrape after descriptors are free", func(string) bool { return true })
+	if v, _ := strconv.Atoi(sampleValue(body, "varta_io_errors_total")); v == 0 {
+		t.Errorf("accept failures not counted")
+	}
+	if c := strings.Count(stderr.String(), "cannot accept connections"); c != 1 {
+		t.Errorf("accept failure logged %d times, want once:\n%s", c, stderr.String())
+	}
+}

@@ -38,6 +38,9 @@ type promServer struct {
 	self    selfProc
 	stats   promStats
 	written int // bytes written in this loop iteration; reset by fire
+
+	acceptPausedUntil int64 // listener interest off until then (EMFILE), 0 when listening
+	acceptFailing     bool  // inside an accept-error episode (logged once)
 }
 
 const (
@@ -50,6 +53,7 @@ const (
 	promWriteBudget    = 32 << 10  // most bytes one connection writes per loop step
 	promIterBudget     = 128 << 10 // most bytes all connections together write per loop iteration
 	promAcceptBudget   = 32        // connections accepted per loop step
+	promAcceptPause    = 100e6     // ns: listener paused after accept fails for lack of descriptors
 	promListenBacklog  = 128       // listen(2) backlog
 	promRateTableSize  = 256       // client IPs remembered by the rate limiter
 	promContentType    = "text/plain; version=0.0.4; charset=utf-8"
@@ -310,10 +314,25 @@ func (p *promServer) acceptSome(now int64) {
 			if e == unix.EINTR || e == unix.ECONNABORTED {
 				continue
 			}
+			if retryable(e) && p.acceptFailing {
+				// The queue of pending connections is drained: the episode
+				// is over.
+				p.acceptFailing = false
+				p.o.log.info("metrics endpoint accepting connections again")
+			}
 			if !retryable(e) {
-				// EMFILE and friends: report, and let the next readiness
-				// report try again rather than spin here.
-				p.o.ioError(now, "accept4", os.NewSyscallError("accept4", e))
+				// EMFILE, ENFILE, ENOBUFS: the pending connection stays
+				// queued and the level-triggered listener would report it on
+				// every wait. Stop listening for a while instead of spinning.
+				p.o.stats.ioErrors++
+				if !p.acceptFailing {
+					p.acceptFailing = true
+					p.o.log.error("metrics endpoint cannot accept connections; pausing accept for 100 ms at a time",
+						fStr("err", os.NewSyscallError("accept4", e).Error()))
+				}
+				if p.o.poll.modify(p.lfd, false, false) == nil {
+					p.acceptPausedUntil = now + promAcceptPause
+				}
 			}
 			return
 		}
@@ -621,7 +640,7 @@ func (p *promServer) linger(c *promConn) {
 
 // nextDeadline is the earliest connection deadline, 0 when none.
 func (p *promServer) nextDeadline() int64 {
-	var next int64
+	next := p.acceptPausedUntil
 	for _, c := range p.conns {
 		if c.state != connFree && (next == 0 || c.deadline < next) {
 			next = c.deadline
@@ -634,6 +653,12 @@ func (p *promServer) nextDeadline() int64 {
 // arrive in time or a response the client would not take in time.
 func (p *promServer) fire(now int64) {
 	p.written = 0
+	if p.acceptPausedUntil != 0 && now >= p.acceptPausedUntil {
+		p.acceptPausedUntil = 0
+		if err := p.o.poll.modify(p.lfd, true, false); err != nil {
+			p.acceptPausedUntil = now + promAcceptPause
+		}
+	}
 	for _, c := range p.conns {
 		if c.state == connFree || c.deadline > now {
 			continue
