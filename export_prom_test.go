@@ -423,3 +423,51 @@ func TestTokenFileChecks(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+// TestSlowRequestIsDropped: a request head that has not arrived within
+// promReadTimeout is dropped, the client sees the connection closed
+// without a response, and the drop is counted.
+func TestSlowRequestIsDropped(t *testing.T) {
+	o := newLoopObserver(t, 4, 10_000)
+	p := o.prom
+	c := newScrapeClient(t, o, "")
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &c.sa); err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(fd, []byte("GET /metr"))
+	now := monoNow()
+	for i := 0; i < 100 && p.nconns == 0; i++ {
+		p.handle(pollEvent{fd: p.lfd, readable: true}, now)
+		time.Sleep(time.Millisecond)
+	}
+	if p.nconns != 1 {
+		t.Fatalf("%d connections", p.nconns)
+	}
+	if d := p.nextDeadline(); d != now+promReadTimeout {
+		t.Fatalf("deadline %d ns away, want %d", d-now, int64(promReadTimeout))
+	}
+	for _, pc := range p.conns {
+		if pc.state != connFree {
+			p.handle(pollEvent{fd: pc.fd, readable: true}, now)
+		}
+	}
+	p.fire(now + promReadTimeout - 1)
+	if p.nconns != 1 {
+		t.Fatal("dropped before its deadline")
+	}
+	p.fire(now + promReadTimeout)
+	if p.nconns != 0 || p.stats.dropped[dropTimeout] != 1 {
+		t.Fatalf("after the deadline: %d connections, %d timeouts", p.nconns, p.stats.dropped[dropTimeout])
+	}
+	var buf [64]byte
+	n, err := unix.Read(fd, buf[:])
+	if n > 0 {
+		t.Fatalf("client got %q", buf[:n])
+	}
+	_ = err // EOF (0, nil) or ECONNRESET: closed either way
+}
