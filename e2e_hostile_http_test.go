@@ -27,9 +27,6 @@ import (
 // must be counted.
 func TestHostileScrapers(t *testing.T) {
 	const threshold = 300 * time.Millisecond
-	if !featureBuilt(t, "--prom-addr", "127.0.0.1:0") {
-		t.Skip("the metrics endpoint is not built yet")
-	}
 	o := startObserver(t, "--threshold-ms", "300", "--prom-addr", "127.0.0.1:0")
 	fdsBefore := observerFds(t, o)
 	healthy := startAgent(t, o.socket, "--interval-ms", "20")

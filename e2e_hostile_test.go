@@ -189,11 +189,7 @@ func observerNow() int64 { return monoNow() }
 // agents never stall, and the hung ones stall on time.
 func TestHostileFloodRandomDatagrams(t *testing.T) {
 	const threshold = 300 * time.Millisecond
-	args := []string{"--threshold-ms", "300"}
-	if featureBuilt(t, "--prom-addr", "127.0.0.1:0") {
-		args = append(args, "--prom-addr", "127.0.0.1:0")
-	}
-	o := startObserver(t, args...)
+	o := startObserver(t, "--threshold-ms", "300", "--prom-addr", "127.0.0.1:0")
 	healthy := []*reportingAgent{
 		startReportingAgent(t, o.socket, "--interval-ms", "20"),
 		startReportingAgent(t, o.socket, "--interval-ms", "50", "--status", "degraded"),
@@ -342,16 +338,12 @@ func TestHostileFloodRandomDatagrams(t *testing.T) {
 	}
 }
 
-// checkMetricsArithmetic holds /metrics to what was sent, once the metrics
-// endpoint exists: every datagram received is counted once, as truncated,
+// checkMetricsArithmetic holds /metrics to what was sent: every datagram received is counted once, as truncated,
 // a decode error of the predicted kind, an auth failure or an accepted
 // beat. others is the number of valid beats sent besides the tally's
 // (agents, hung senders), -1 when unknown.
 func checkMetricsArithmetic(t *testing.T, o *observerProc, ta *tally, others int) {
 	t.Helper()
-	if o.promAddr == "" {
-		return
-	}
 	m := scrapeMetrics(t, o.promAddr)
 	want := map[string]float64{
 		"varta_truncated_datagrams_total":       float64(ta.truncated),
@@ -1261,12 +1253,7 @@ func TestEventFileFullDisk(t *testing.T) {
 	const threshold = 200 * time.Millisecond
 	mnt := mountTinyTmpfs(t, "64k")
 	events := filepath.Join(mnt, "events.tsv")
-	args := []string{"--threshold-ms", "200", "--export-file", events}
-	withProm := featureBuilt(t, "--prom-addr", "127.0.0.1:0")
-	if withProm {
-		args = append(args, "--prom-addr", "127.0.0.1:0")
-	}
-	o := startObserver(t, args...)
+	o := startObserver(t, "--threshold-ms", "200", "--export-file", events, "--prom-addr", "127.0.0.1:0")
 	filler := filepath.Join(mnt, "filler")
 	fillDisk(t, filler)
 	healthy := startAgent(t, o.socket, "--interval-ms", "5")
@@ -1286,10 +1273,8 @@ func TestEventFileFullDisk(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // more failed flushes
-	if withProm {
-		if m := scrapeMetrics(t, o.promAddr); m["varta_export_write_errors_total"] == 0 {
-			t.Errorf("varta_export_write_errors_total is 0 with the disk full")
-		}
+	if m := scrapeMetrics(t, o.promAddr); m["varta_export_write_errors_total"] == 0 {
+		t.Errorf("varta_export_write_errors_total is 0 with the disk full")
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -1403,12 +1388,7 @@ func TestHostileProcessName(t *testing.T) {
 	if err := os.WriteFile(exe, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--threshold-ms", "100"}
-	withProm := featureBuilt(t, "--prom-addr", "127.0.0.1:0")
-	if withProm {
-		args = append(args, "--prom-addr", "127.0.0.1:0")
-	}
-	o := startObserver(t, args...)
+	o := startObserver(t, "--threshold-ms", "100", "--prom-addr", "127.0.0.1:0")
 	cmd := exec.Command(exe, "--socket", o.socket, "--interval-ms", "5", "--hang-after", "3")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -1420,21 +1400,19 @@ func TestHostileProcessName(t *testing.T) {
 		t.Skipf("comm of the renamed agent is %q (%v), not %q", comm, err, name)
 	}
 	o.waitEvents(5*time.Second, "the agent's stall", func(evs []tsvEvent) bool { return countEvents(evs, "stall", pid) == 1 })
-	if withProm {
-		body := httpGet(t, o.promAddr, "/metrics")
-		want := `comm="a\"b\\c\nd=e f{}"`
-		found := false
-		for _, line := range strings.Split(body, "\n") {
-			if strings.HasPrefix(line, "varta_agent_info{") && strings.Contains(line, `pid="`+pid+`"`) {
-				found = strings.Contains(line, want)
-				if !found {
-					t.Errorf("agent info %q, want the label %s", line, want)
-				}
+	body := httpGet(t, o.promAddr, "/metrics")
+	want := `comm="a\"b\\c\nd=e f{}"`
+	found := false
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "varta_agent_info{") && strings.Contains(line, `pid="`+pid+`"`) {
+			found = strings.Contains(line, want)
+			if !found {
+				t.Errorf("agent info %q, want the label %s", line, want)
 			}
 		}
-		if !found {
-			t.Errorf("no varta_agent_info series for pid %s", pid)
-		}
+	}
+	if !found {
+		t.Errorf("no varta_agent_info series for pid %s", pid)
 	}
 	if code := o.stop(); code != 0 {
 		t.Errorf("exit status %d, want 0", code)
