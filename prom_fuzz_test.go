@@ -59,7 +59,11 @@ func fuzzExchange(t *testing.T, o *observer, req []byte) []byte {
 		t.Fatal(err)
 	}
 	unix.SetNonblock(fd, true)
-	step := func() {
+	// Start clean even if an earlier input failed half way.
+	for _, c := range p.conns {
+		p.closeConn(c)
+	}
+	step := func() { // one loop iteration, as far as the server sees it
 		now := monoNow()
 		p.handle(pollEvent{fd: p.lfd, readable: true}, now)
 		for _, c := range p.conns {
@@ -67,6 +71,7 @@ func fuzzExchange(t *testing.T, o *observer, req []byte) []byte {
 				p.handle(pollEvent{fd: c.fd, readable: true, writable: true}, now)
 			}
 		}
+		p.fire(now) // resets the per-iteration write budget, enforces deadlines
 	}
 	sent, shut := 0, false
 	var resp []byte
@@ -100,7 +105,13 @@ func fuzzExchange(t *testing.T, o *observer, req []byte) []byte {
 	}
 	for i := 0; p.nconns > 0; i++ {
 		if i > 100_000 {
-			t.Fatalf("server kept %d connections after the client went", p.nconns)
+			var states []string
+			for _, c := range p.conns {
+				if c.state != connFree {
+					states = append(states, strconv.Itoa(int(c.state))+"/"+strconv.Itoa(c.inLen)+"/"+strconv.FormatUint(c.id, 10))
+				}
+			}
+			t.Fatalf("server kept %d connections after the client went (state/inLen/id: %v; this exchange: %d of %d bytes sent, %d received)", p.nconns, states, sent, len(req), len(resp))
 		}
 		step()
 	}
