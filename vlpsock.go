@@ -18,16 +18,22 @@ type vlpSocket struct {
 	removed  bool
 
 	buf [64]byte // a frame is 32 bytes; more room tells a long datagram apart
-	oob [256]byte
+	oob [oobSize]byte
 	iov unix.Iovec
 	msg unix.Msghdr
 	fds [maxRightsFds]int32
 }
 
-// maxRightsFds is how many descriptors one datagram may smuggle in with
-// SCM_RIGHTS before the control buffer truncates the rest (the kernel closes
-// those); every one received is closed at once.
-const maxRightsFds = 32
+// oobSize is the control buffer of one recvmsg: SCM_CREDENTIALS plus room
+// for descriptors a sender may smuggle in with SCM_RIGHTS.
+const oobSize = 256
+
+// maxRightsFds is how many descriptors fit in the control buffer (4 bytes
+// each). The kernel installs as many as fit and drops the rest
+// (MSG_CTRUNC); every one installed must be seen here and closed at once,
+// or a hostile sender leaks descriptors into the observer with each
+// datagram.
+const maxRightsFds = oobSize / 4
 
 // maxSocketPath is sun_path's capacity less the terminating NUL.
 const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
