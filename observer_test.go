@@ -17,11 +17,11 @@ func TestNonceNewer(t *testing.T) {
 		{2, 1, false}, // replay
 		{0, 1, true},  // first beat after a wrap to 0
 		{0, 0, false},
-		{5, max - 1, true},    // greater is newer, however far
-		{max - 1, 0, true},    // the wrap of vlp-v0.2.md
-		{max - 1, 1, true},    // the wrap, a beat lost
-		{max - 1, max, true},  // the terminal frame after the last ordinary nonce
-		{max, max, false},     // a second terminal frame
+		{5, max - 1, true},   // greater is newer, however far
+		{max - 1, 0, true},   // the wrap of vlp-v0.2.md
+		{max - 1, 1, true},   // the wrap, a beat lost
+		{max - 1, max, true}, // the terminal frame after the last ordinary nonce
+		{max, max, false},    // a second terminal frame
 		{max - 1, max - 1, false},
 		{max - 1, max - 2, false},
 		// The wrap window: last ≥ 2^64−2^20 and next ≤ 2^20.
