@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
 
 func TestNonceNewer(t *testing.T) {
 	const (
@@ -39,4 +46,85 @@ func TestNonceNewer(t *testing.T) {
 			t.Errorf("nonceNewer(%d, %d) = %v, want %v", tc.last, tc.next, got, tc.want)
 		}
 	}
+}
+
+// newTestObserver creates an observer in this process, bound to a socket
+// in a fresh directory, its log going to /dev/null. Extra args are flags.
+func newTestObserver(t testing.TB, args ...string) *observer {
+	t.Helper()
+	dir := shortTempDir(t)
+	cfg, err := parseArgs(append([]string{"--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100"}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { devnull.Close() })
+	log := newLogger(false)
+	log.out = devnull
+	o, err := newObserver(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.closeAll)
+	return o
+}
+
+// dialObserver returns a datagram socket connected to o's socket, so that
+// sending is a plain write(2) that allocates nothing.
+func dialObserver(t testing.TB, o *observer) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: o.cfg.socket}); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// sendFrame writes one frame to the observer from this process.
+func sendFrame(t testing.TB, fd int, f Frame) {
+	var b [FrameSize]byte
+	EncodeFrame(&b, f)
+	if _, err := unix.Write(fd, b[:]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTrackPidReuse drives the not-newer branch of track with a real pid:
+// a stale or replayed nonce from the same process is dropped, the same
+// nonce from a process with another start time resets the slot.
+func TestTrackPidReuse(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("start times come from /proc")
+	}
+	o := newTestObserver(t)
+	pid := uint32(os.Getpid())
+	now := monoNow()
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now)
+	s := o.tr.lookup(pid)
+	if s == noSlot || o.tr.slots[s].startTime == 0 || o.tr.slots[s].beats != 1 {
+		t.Fatalf("new pid not tracked with its start time: slot %d %+v", s, o.tr.slots[max(s, 0)])
+	}
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now+1)
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 3}, now+2)
+	if sl := o.tr.slots[s]; sl.beats != 1 || sl.nonce != 10 || o.stats.outOfOrder != 2 {
+		t.Fatalf("same process, old nonces: beats %d nonce %d outOfOrder %d", sl.beats, sl.nonce, o.stats.outOfOrder)
+	}
+	// The process that owned the slot had another start time: this pid is
+	// a new process now, and its nonce 1 is a first beat.
+	o.tr.slots[s].startTime--
+	o.tr.slots[s].stalls = 4
+	o.track(&Frame{Status: StatusDegraded, Pid: pid, Nonce: 1}, now+3)
+	sl := o.tr.slots[s]
+	if sl.beats != 1 || sl.stalls != 0 || sl.nonce != 1 || sl.status != StatusDegraded || sl.lastBeat != now+3 ||
+		sl.startTime != o.proc.startTime(pid) || o.stats.outOfOrder != 2 || o.tr.lookup(pid) != s {
+		t.Fatalf("reused pid not reset: %+v, outOfOrder %d", sl, o.stats.outOfOrder)
+	}
+	checkTracker(t, o.tr)
 }
