@@ -753,3 +753,34 @@ func TestE2ECommandLine(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ESignalRightAfterBind: whoever sees the socket may stop the
+// observer at once; that is still a clean exit that removes the socket.
+// (The race is narrow, so it is tried several times.)
+func TestE2ESignalRightAfterBind(t *testing.T) {
+	binaries(t)
+	for i := 0; i < 20; i++ {
+		sig := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT}[i%2]
+		path := filepath.Join(shortTempDir(t), "s.sock")
+		cmd := exec.Command(observerBin, "--socket", path, "--threshold-ms", "100")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Lstat(path); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("socket never appeared")
+			}
+		}
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		if _, serr := os.Lstat(path); err != nil || serr == nil {
+			t.Fatalf("run %d: %v right after the socket appeared: %v, socket left behind: %v", i, sig, err, serr == nil)
+		}
+	}
+}

@@ -55,6 +55,7 @@ type observer struct {
 	stopping   bool
 	signals    atomic.Uint32
 	sigc       chan os.Signal
+	sigDone    chan struct{} // closed when the signal goroutine has returned
 	pollEvents [maxPollEvents]pollEvent
 }
 
@@ -77,6 +78,11 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
+	// Catch signals before the socket exists: whoever sees the socket may
+	// stop the observer at once, and that must still be a clean exit that
+	// removes the socket, not death by SIGTERM leaving it stale. A signal
+	// that comes before run is handled by its first iteration.
+	o.startSignals()
 	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode); err != nil {
 		return o, err
 	}
@@ -116,7 +122,6 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 
 // run serves until a stop signal or --shutdown-after-secs, then shuts down.
 func (o *observer) run() error {
-	o.startSignals()
 	o.logStart()
 	now := monoNow()
 	if o.hwdog != nil {
@@ -435,8 +440,10 @@ func (o *observer) ioError(now int64, op string, err error) {
 // bits the loop reads, waking the poller.
 func (o *observer) startSignals() {
 	o.sigc = make(chan os.Signal, 16)
+	o.sigDone = make(chan struct{})
 	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
 	go func() {
+		defer close(o.sigDone)
 		for s := range o.sigc {
 			var bit uint32
 			switch s {
@@ -451,6 +458,20 @@ func (o *observer) startSignals() {
 			o.poll.wake()
 		}
 	}()
+}
+
+// stopSignals ends the routing of signals and waits for its goroutine,
+// which may still hold a buffered signal (SIGCHLD from a recovery child)
+// and would wake a poller closeAll is about to close. After signal.Stop no
+// signal is sent on sigc, so closing it is safe.
+func (o *observer) stopSignals() {
+	if o.sigc == nil {
+		return
+	}
+	signal.Stop(o.sigc)
+	close(o.sigc)
+	<-o.sigDone
+	o.sigc = nil
 }
 
 func (o *observer) handleSignals(now int64) {
@@ -502,9 +523,7 @@ func recommendedQlen(capacity int) int {
 // shutdown stops cleanly: STOPPING=1, recovery children killed and reaped,
 // event file flushed, watchdog closed with the magic byte, socket removed.
 func (o *observer) shutdown() {
-	if o.sigc != nil {
-		signal.Stop(o.sigc)
-	}
+	o.stopSignals()
 	o.notify.send("STOPPING=1")
 	if o.rec != nil {
 		o.rec.shutdown(o.cfg.shutdownGraceMs * 1_000_000)
@@ -514,6 +533,7 @@ func (o *observer) shutdown() {
 }
 
 func (o *observer) closeAll() {
+	o.stopSignals()
 	if o.prom != nil {
 		o.prom.close()
 		o.prom = nil
