@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // statLine builds a /proc/PID/stat line: pid, (comm), state, then fields 4
@@ -131,5 +133,45 @@ func TestProcReaderChildLifecycle(t *testing.T) {
 	var comm [16]byte
 	if n := p.comm(pid, &comm); n != 0 {
 		t.Fatalf("comm of a reaped pid = %q", comm[:n])
+	}
+}
+
+// TestProcReaderAliveWhenProcUnreadable: when /proc/PID/stat cannot be
+// opened although the process exists (here: out of descriptors; also
+// /proc not mounted, or hidepid), liveness falls back to kill(pid, 0), and
+// a process that exists is alive whether or not we may signal it.
+func TestProcReaderAliveWhenProcUnreadable(t *testing.T) {
+	var p procReader
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("cannot run sleep:", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := uint32(cmd.Process.Pid)
+
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// The next descriptor would be the lowest free one: a soft limit at
+	// that number makes every open fail with EMFILE.
+	next, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(next)
+	low := lim
+	low.Cur = uint64(next)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip("cannot lower RLIMIT_NOFILE:", err)
+	}
+	n := p.read(pid, "stat")
+	alive := p.alive(pid)
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	if n > 0 {
+		t.Skip("/proc/PID/stat still readable; cannot test the fallback")
+	}
+	if !alive {
+		t.Fatal("a running process whose /proc entry could not be read is reported dead")
 	}
 }
