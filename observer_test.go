@@ -128,3 +128,55 @@ func TestTrackPidReuse(t *testing.T) {
 	}
 	checkTracker(t, o.tr)
 }
+
+// TestTimeoutIsNearestDeadline: the loop sleeps exactly until the next
+// thing it has to do, and forever when there is nothing.
+func TestTimeoutIsNearestDeadline(t *testing.T) {
+	o := newTestObserver(t, "--threshold-ms", "100", "--export-file", filepath.Join(shortTempDir(t), "e.tsv"))
+	const ms = int64(1_000_000)
+	now := monoNow()
+	if got := o.timeout(now); got != -1 {
+		t.Fatalf("idle observer: timeout %d, want -1 (no wake-up)", got)
+	}
+	pid := uint32(os.Getpid())
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 1}, now)
+	// The beat is buffered for the event file: flush first (100 ms after it,
+	// the same as the stall deadline here), then the stall.
+	if got := o.timeout(now + 30*ms); got != 70*ms {
+		t.Fatalf("one beat: timeout %d, want %d", got, 70*ms)
+	}
+	o.events.flushStep(now + 30*ms)
+	if got := o.timeout(now + 40*ms); got != 60*ms {
+		t.Fatalf("after the flush: timeout %d, want the stall deadline in %d", got, 60*ms)
+	}
+	if got := o.timeout(now + 150*ms); got != 0 {
+		t.Fatalf("stall overdue: timeout %d, want 0", got)
+	}
+	o.fireDeadlines(now + 150*ms)
+	s := o.tr.lookup(pid)
+	if o.tr.slots[s].list != slotStalled || o.tr.slots[s].stalls != 1 {
+		t.Fatalf("no stall fired: %+v", o.tr.slots[s])
+	}
+	o.events.flushStep(now + 150*ms)
+	// Stalled: next is the liveness check at last beat + 10 × threshold.
+	if got := o.timeout(now + 200*ms); got != 800*ms {
+		t.Fatalf("stalled: timeout %d, want %d", got, 800*ms)
+	}
+	o.fireDeadlines(now + 1000*ms) // alive: checked again a retirement period later
+	o.events.flushStep(now + 1000*ms)
+	if o.tr.slots[s].list != slotStalledOld {
+		t.Fatalf("live stalled pid not moved to stalledOld: list %d", o.tr.slots[s].list)
+	}
+	if got := o.timeout(now + 1000*ms); got != 1000*ms {
+		t.Fatalf("checked: timeout %d, want %d", got, 1000*ms)
+	}
+	// The nearest of several wins, whichever kind it is.
+	o.stopAt = now + 1500*ms
+	if got := o.timeout(now + 1000*ms); got != 500*ms {
+		t.Fatalf("with --shutdown-after-secs: timeout %d, want %d", got, 500*ms)
+	}
+	o.signals.Store(sigHup)
+	if got := o.timeout(now + 1000*ms); got != 0 {
+		t.Fatalf("signal pending: timeout %d, want 0", got)
+	}
+}
