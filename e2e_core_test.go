@@ -163,7 +163,7 @@ func TestE2EDecodeErrorsInSpecOrder(t *testing.T) {
 func TestE2ESpoofedPidIsMismatchNotBeat(t *testing.T) {
 	p := startObserver(t, "--threshold-ms", "100")
 	other := strconv.Itoa(os.Getpid())
-	a := runAgent(t, p.socket, "--pid", other, "--count", "3", "--interval-ms", "5")
+	a := runAgent(t, p.socket, "--pid", other, "--count", "3", "--interval-ms", "30")
 	evs := p.syncObserver(t)
 	if n := countEvents(evs, "mismatch", other); n != 3 {
 		t.Fatalf("%d mismatch events for pid %s, want 3:\n%s", n, other, dumpEvents(evs))
@@ -198,7 +198,7 @@ func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
 	}
 	var procs []*agentProc
 	for _, a := range agents {
-		procs = append(procs, startAgent(t, p.socket, append(a.args, "--interval-ms", "10")...))
+		procs = append(procs, startAgent(t, p.socket, append(a.args, "--interval-ms", "40")...))
 	}
 	for _, a := range procs {
 		a.waitExit(t, 10*time.Second)
@@ -226,7 +226,7 @@ func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
 
 func TestE2EDuplicateNonceDropped(t *testing.T) {
 	p := startObserver(t, "--threshold-ms", "1000")
-	a := runAgent(t, p.socket, "--count", "4", "--repeat", "3", "--interval-ms", "10")
+	a := runAgent(t, p.socket, "--count", "4", "--repeat", "3", "--interval-ms", "40")
 	evs := p.syncObserver(t)
 	var nonces []string
 	for _, e := range filterEvents(evs, "beat", a.pid) {
@@ -239,8 +239,8 @@ func TestE2EDuplicateNonceDropped(t *testing.T) {
 
 func TestE2ENonceWrapAccepted(t *testing.T) {
 	p := startObserver(t, "--threshold-ms", "1000")
-	a := runAgent(t, p.socket, "--count", "5", "--start-nonce", "18446744073709551613", "--interval-ms", "5")
-	b := runAgent(t, p.socket, "--count", "4", "--start-nonce", "18446744073709551612", "--nonce-step", "2", "--interval-ms", "5")
+	a := runAgent(t, p.socket, "--count", "5", "--start-nonce", "18446744073709551613", "--interval-ms", "30")
+	b := runAgent(t, p.socket, "--count", "4", "--start-nonce", "18446744073709551612", "--nonce-step", "2", "--interval-ms", "30")
 	evs := p.syncObserver(t)
 	for _, tc := range []struct {
 		pid, want string
@@ -260,7 +260,7 @@ func TestE2ENonceWrapAccepted(t *testing.T) {
 
 func TestE2ETerminalFrame(t *testing.T) {
 	p := startObserver(t, "--threshold-ms", "1000")
-	a := runAgent(t, p.socket, "--count", "3", "--terminal", "--interval-ms", "5", "--payload", "9")
+	a := runAgent(t, p.socket, "--count", "3", "--terminal", "--interval-ms", "30", "--payload", "9")
 	// A terminal frame sent twice: the first is accepted, the second is not
 	// newer than itself.
 	b := runAgent(t, p.socket, "--count", "1", "--repeat", "2", "--status", "critical", "--start-nonce", maxNonce)
@@ -361,7 +361,7 @@ func TestE2ERetirementOfDeadPidsOnly(t *testing.T) {
 	const retire = 10 * 50 * time.Millisecond
 	p := startObserver(t, "--threshold-ms", "50")
 	dead := startAgent(t, p.socket, "--interval-ms", "10")
-	hung := startAgent(t, p.socket, "--interval-ms", "10", "--hang-after", "3")
+	hung := startAgent(t, p.socket, "--interval-ms", "30", "--hang-after", "3")
 	p.waitKind("beat", dead.pid, 2)
 	p.waitKind("beat", hung.pid, 3)
 	dead.kill()
@@ -396,7 +396,7 @@ func TestE2ERetirementOfDeadPidsOnly(t *testing.T) {
 func TestE2ETrackerCapacity(t *testing.T) {
 	const retire = 10 * 100 * time.Millisecond
 	p := startObserver(t, "--threshold-ms", "100", "--tracker-capacity", "2")
-	hung := startAgent(t, p.socket, "--interval-ms", "10", "--hang-after", "3")
+	hung := startAgent(t, p.socket, "--interval-ms", "30", "--hang-after", "3")
 	busy := startAgent(t, p.socket, "--interval-ms", "20")
 	p.waitKind("beat", hung.pid, 3)
 	p.waitKind("beat", busy.pid, 1)
@@ -421,7 +421,7 @@ func TestE2ETrackerCapacity(t *testing.T) {
 	for monoNs(t) < hungLast.ns+int64(retire)+int64(100*time.Millisecond) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	newcomer := runAgent(t, p.socket, "--count", "3", "--interval-ms", "5")
+	newcomer := runAgent(t, p.socket, "--count", "3", "--interval-ms", "30")
 	evs = p.syncObserver(t)
 	ev := lastOf(evs, "eviction", hung.pid)
 	if ev.payload != "capacity" || ev.nonce != hungLast.nonce || ev.status != "-" {
@@ -585,7 +585,7 @@ func TestE2EStaleSocketReplaced(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	a := runAgent(t, p.socket, "--count", "2", "--interval-ms", "5")
+	a := runAgent(t, p.socket, "--count", "2", "--interval-ms", "30")
 	p.waitKind("beat", a.pid, 2)
 	if code := p.stop(); code != 0 {
 		t.Fatalf("exit %d", code)
@@ -632,7 +632,7 @@ func TestE2ESignalsExitCleanly(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			p := startObserver(t, "--threshold-ms", "100")
-			a := runAgent(t, p.socket, "--count", "3", "--interval-ms", "5")
+			a := runAgent(t, p.socket, "--count", "3", "--interval-ms", "30")
 			p.waitKind("beat", a.pid, 3)
 			// Queued right before the signal; the agent retries each
 			// datagram until the kernel accepts it.
@@ -697,7 +697,7 @@ func TestE2ESocketReplacedMeanwhileNotRemoved(t *testing.T) {
 func TestE2EShutdownAfterSecs(t *testing.T) {
 	start := time.Now()
 	p := startObserver(t, "--threshold-ms", "100", "--shutdown-after-secs", "1")
-	a := runAgent(t, p.socket, "--count", "2", "--interval-ms", "5")
+	a := runAgent(t, p.socket, "--count", "2", "--interval-ms", "30")
 	if code := p.wait(10 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
