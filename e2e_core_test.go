@@ -334,26 +334,46 @@ func TestE2EStallOncePerSilenceRearmedByBeat(t *testing.T) {
 
 // TestE2EStallOnTimeWhileOthersBeat: a stall is surfaced within a loose
 // 50 ms of its deadline (last beat + threshold), never before it, while
-// other agents keep the loop busy.
+// other agents keep the loop busy. On a starved machine (the beating agents
+// themselves went silent for a threshold) an attempt proves nothing and is
+// repeated, up to three times; an early stall always fails.
 func TestE2EStallOnTimeWhileOthersBeat(t *testing.T) {
 	const threshold = 100 * time.Millisecond
-	p := startObserver(t, "--threshold-ms", "100")
-	for i := 0; i < 3; i++ {
-		startAgent(t, p.socket, "--interval-ms", "5")
-	}
-	var hung []*agentProc
-	for _, n := range []string{"5", "12", "20"} {
-		hung = append(hung, startAgent(t, p.socket, "--interval-ms", "5", "--hang-after", n))
-	}
-	for _, h := range hung {
-		evs := p.waitKind("stall", h.pid, 1)
-		st := lastOf(evs, "stall", h.pid)
-		lb := lastOf(evs, "beat", h.pid)
-		late := time.Duration(st.ns - (lb.ns + int64(threshold)))
-		t.Logf("pid %s: stall surfaced %v after its deadline", h.pid, late)
-		if late < 0 || late > 50*time.Millisecond {
-			t.Errorf("pid %s: stall at %d, deadline %d: %v late (want 0..50ms)", h.pid, st.ns, lb.ns+int64(threshold), late)
+	for attempt := 1; ; attempt++ {
+		p := startObserver(t, "--threshold-ms", "100")
+		var busy, hung []*agentProc
+		for i := 0; i < 3; i++ {
+			busy = append(busy, startAgent(t, p.socket, "--interval-ms", "10"))
 		}
+		for _, n := range []string{"5", "10", "15"} {
+			hung = append(hung, startAgent(t, p.socket, "--interval-ms", "10", "--hang-after", n))
+		}
+		var lateOnes []string
+		var evs []tsvEvent
+		for _, h := range hung {
+			evs = p.waitKind("stall", h.pid, 1)
+			st := lastOf(evs, "stall", h.pid)
+			lb := lastOf(evs, "beat", h.pid)
+			late := time.Duration(st.ns - (lb.ns + int64(threshold)))
+			t.Logf("attempt %d, pid %s: stall surfaced %v after its deadline", attempt, h.pid, late)
+			if late < 0 {
+				t.Fatalf("pid %s: stall at %d, %v before its deadline %d", h.pid, st.ns, -late, lb.ns+int64(threshold))
+			}
+			if late > 50*time.Millisecond {
+				lateOnes = append(lateOnes, fmt.Sprintf("pid %s %v late", h.pid, late))
+			}
+		}
+		starved := false
+		for _, b := range busy {
+			starved = starved || countEvents(evs, "stall", b.pid) > 0
+		}
+		if len(lateOnes) == 0 && !starved {
+			return
+		}
+		if !starved || attempt == 3 {
+			t.Fatalf("stalls later than 50ms after their deadline (want 0..50ms): %v; machine starved: %v", lateOnes, starved)
+		}
+		p.stop()
 	}
 }
 
@@ -696,18 +716,24 @@ func TestE2ESocketReplacedMeanwhileNotRemoved(t *testing.T) {
 
 func TestE2EShutdownAfterSecs(t *testing.T) {
 	start := time.Now()
-	p := startObserver(t, "--threshold-ms", "100", "--shutdown-after-secs", "1")
+	p := startObserver(t, "--threshold-ms", "100", "--shutdown-after-secs", "2")
 	a := runAgent(t, p.socket, "--count", "2", "--interval-ms", "30")
+	agentInTime := true
+	select {
+	case <-p.done:
+		agentInTime = false // a very slow machine: the beats came too late
+	default:
+	}
 	if code := p.wait(10 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if d := time.Since(start); d < time.Second {
-		t.Fatalf("exited after %v, before --shutdown-after-secs 1", d)
+	if d := time.Since(start); d < 2*time.Second {
+		t.Fatalf("exited after %v, before --shutdown-after-secs 2", d)
 	}
 	if _, err := os.Lstat(p.socket); !os.IsNotExist(err) {
 		t.Fatalf("socket not removed: %v", err)
 	}
-	if n := countEvents(p.readEvents(), "beat", a.pid); n != 2 {
+	if n := countEvents(p.readEvents(), "beat", a.pid); n != 2 && agentInTime {
 		t.Fatalf("%d of 2 beats in the event file", n)
 	}
 }
