@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Benchmarks of the observer core on real sockets:

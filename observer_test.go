@@ -76,7 +76,7 @@ func newTestObserver(t testing.TB, args ...string) *observer {
 // sending is a plain write(2) that allocates nothing.
 func dialObserver(t testing.TB, o *observer) int {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
 	if err != nil {
 		t.Fatal(err)
 	}
