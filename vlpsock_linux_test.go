@@ -97,4 +97,3 @@ func TestParseControlRandomNeverPanics(t *testing.T) {
 		parseControl(b, &fds)
 	}
 }
-
