@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -808,5 +809,39 @@ func TestE2ESignalRightAfterBind(t *testing.T) {
 		if _, serr := os.Lstat(path); err != nil || serr == nil {
 			t.Fatalf("run %d: %v right after the socket appeared: %v, socket left behind: %v", i, sig, err, serr == nil)
 		}
+	}
+}
+
+// TestE2EGarbageNeverHurts: random datagrams of random lengths, some of
+// them 32 bytes with the right magic and version, are each counted or
+// judged, and the observer keeps serving.
+func TestE2EGarbageNeverHurts(t *testing.T) {
+	p := startObserver(t, "--threshold-ms", "1000")
+	rng := rand.New(rand.NewPCG(2, 3))
+	var args []string
+	frames := 0
+	for i := 0; i < 150; i++ {
+		n := rng.IntN(70)
+		if i%3 == 0 {
+			n = 32
+		}
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(rng.IntN(256))
+		}
+		if n == 32 {
+			frames++
+			if i%2 == 0 {
+				b[0], b[1], b[2] = 0x56, 0x41, 0x02 // get past magic and version
+			}
+		}
+		args = append(args, "--hex", hex.EncodeToString(b))
+	}
+	runAgent(t, p.socket, args...)
+	a := runAgent(t, p.socket, "--count", "1")
+	evs := p.waitKind("beat", a.pid, 1)
+	judged := countEvents(evs, "decode", "") + countEvents(evs, "mismatch", "")
+	if judged != frames || len(evs) != frames+1 {
+		t.Fatalf("%d datagrams of 32 bytes, %d judged, %d events:\n%s", frames, judged, len(evs), dumpEvents(evs))
 	}
 }
