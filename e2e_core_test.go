@@ -77,6 +77,18 @@ func (p *observerProc) waitKind(kind, pid string, n int) []tsvEvent {
 	})
 }
 
+// checkMetrics scrapes /metrics (the observer must run with --prom-addr)
+// and compares the given series with their exact values.
+func (p *observerProc) checkMetrics(t *testing.T, want map[string]string) {
+	t.Helper()
+	body := scrapeE2E(t, p, nil)
+	for series, v := range want {
+		if got := sampleValue(body, series); got != v {
+			t.Errorf("%s = %q, want %q", series, got, v)
+		}
+	}
+}
+
 func lastOf(evs []tsvEvent, kind, pid string) tsvEvent {
 	f := filterEvents(evs, kind, pid)
 	if len(f) == 0 {
@@ -94,7 +106,7 @@ func dumpEvents(evs []tsvEvent) string {
 }
 
 func TestE2EDecodeErrorsInSpecOrder(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100")
+	p := startObserver(t, "--threshold-ms", "100", "--prom-addr", "127.0.0.1:0")
 	const ok, deg, crit, stall = 0, 1, 2, 3
 	max := ^uint64(0)
 	cases := []struct {
@@ -159,10 +171,21 @@ func TestE2EDecodeErrorsInSpecOrder(t *testing.T) {
 			t.Errorf("frame %d (%s): got %q, want %q", i, cases[i].frame, strings.TrimSpace(e.line), want[i])
 		}
 	}
+	// Each error is counted under its kind, the legal frames as failed
+	// authentications.
+	metrics := map[string]string{"varta_frame_auth_failures_total": "3", "varta_tracker_pids": "0"}
+	counts := map[string]int{}
+	for _, c := range cases {
+		counts[c.want]++
+	}
+	for e := ErrBadMagic; e < decodeErrorCount; e++ {
+		metrics[`varta_decode_errors_total{kind="`+e.Kind()+`"}`] = strconv.Itoa(counts[e.Error()])
+	}
+	p.checkMetrics(t, metrics)
 }
 
 func TestE2ESpoofedPidIsMismatchNotBeat(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100")
+	p := startObserver(t, "--threshold-ms", "100", "--prom-addr", "127.0.0.1:0")
 	other := strconv.Itoa(os.Getpid())
 	a := runAgent(t, p.socket, "--pid", other, "--count", "3", "--interval-ms", "30")
 	evs := p.syncObserver(t)
@@ -177,6 +200,7 @@ func TestE2ESpoofedPidIsMismatchNotBeat(t *testing.T) {
 	if n := countEvents(evs, "beat", ""); n != 0 {
 		t.Fatalf("spoofed frames became %d beats (agent pid %s):\n%s", n, a.pid, dumpEvents(evs))
 	}
+	p.checkMetrics(t, map[string]string{"varta_frame_auth_failures_total": "3", "varta_tracker_pids": "0"})
 }
 
 func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
@@ -222,7 +246,7 @@ func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
 }
 
 func TestE2EDuplicateNonceDropped(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000")
+	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
 	a := runAgent(t, p.socket, "--count", "4", "--repeat", "3", "--interval-ms", "40")
 	evs := p.syncObserver(t)
 	var nonces []string
@@ -243,6 +267,8 @@ func TestE2EDuplicateNonceDropped(t *testing.T) {
 	if got := strings.Join(nonces, ","); got != "10" {
 		t.Fatalf("decreasing nonces 10,9,8: beats %s, want 10", got)
 	}
+	// Two copies of each of 4 beats, then 9 and 8.
+	p.checkMetrics(t, map[string]string{"varta_beats_out_of_order_total": "10"})
 }
 
 func TestE2ENonceWrapAccepted(t *testing.T) {
@@ -290,7 +316,7 @@ func TestE2ETerminalFrame(t *testing.T) {
 }
 
 func TestE2ETruncatedDatagramsMakeNoEvents(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000")
+	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
 	frame := wireFrame(0, 100, 1, 1, 0)
 	runAgent(t, p.socket,
 		"--hex", "",
@@ -303,6 +329,12 @@ func TestE2ETruncatedDatagramsMakeNoEvents(t *testing.T) {
 	if len(evs) != 1 || evs[0].kind != "decode" || evs[0].payload != "BadMagic" {
 		t.Fatalf("truncated datagrams made events; want only the sync frame:\n%s", dumpEvents(evs))
 	}
+	p.checkMetrics(t, map[string]string{
+		"varta_truncated_datagrams_total":             "6",
+		`varta_decode_errors_total{kind="bad_magic"}`: "1",
+		"varta_frame_auth_failures_total":             "0",
+		"varta_tracker_pids":                          "0",
+	})
 }
 
 func TestE2EStallOncePerSilenceRearmedByBeat(t *testing.T) {
@@ -423,7 +455,7 @@ func TestE2ERetirementOfDeadPidsOnly(t *testing.T) {
 
 func TestE2ETrackerCapacity(t *testing.T) {
 	const retire = 10 * 100 * time.Millisecond
-	p := startObserver(t, "--threshold-ms", "100", "--tracker-capacity", "2")
+	p := startObserver(t, "--threshold-ms", "100", "--tracker-capacity", "2", "--prom-addr", "127.0.0.1:0")
 	hung := startAgent(t, p.socket, "--interval-ms", "30", "--hang-after", "3")
 	busy := startAgent(t, p.socket, "--interval-ms", "20")
 	p.waitKind("beat", hung.pid, 3)
@@ -467,6 +499,13 @@ func TestE2ETrackerCapacity(t *testing.T) {
 	if n := countEvents(evs, "eviction", ""); n != 1 {
 		t.Fatalf("%d evictions, want 1:\n%s", n, dumpEvents(evs))
 	}
+	p.checkMetrics(t, map[string]string{
+		"varta_tracker_capacity":                         "2",
+		"varta_tracker_pids":                             "2",
+		"varta_tracker_capacity_exceeded_total":          "3",
+		`varta_tracker_evicted_total{reason="capacity"}`: "1",
+		`varta_tracker_evicted_total{reason="retired"}`:  "0",
+	})
 }
 
 // runObserverToExit runs the observer binary expecting it to exit by
