@@ -214,7 +214,14 @@ func (r *recoverer) logStart() {
 		return
 	}
 	if !r.shell {
-		if _, err := r.resolve(r.args[0].expand("0")); err != nil {
+		path, err := r.resolve(r.args[0].expand("0"))
+		if err == nil && !isExecutable(path) {
+			err = &os.PathError{Op: "exec", Path: path, Err: os.ErrPermission}
+			if _, serr := os.Stat(path); serr != nil {
+				err = serr
+			}
+		}
+		if err != nil {
 			r.o.log.warn("recovery command not found; stalls record spawn_failed until it exists",
 				fStr("command", r.args[0].expand("{pid}")), fStr("err", err.Error()))
 		}
@@ -231,13 +238,18 @@ func (r *recoverer) resolve(name string) (string, error) {
 		return name, nil
 	}
 	for _, dir := range strings.Split(recoveryExecPath, ":") {
-		p := dir + "/" + name
-		var st unix.Stat_t
-		if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(p, unix.X_OK) == nil {
+		if p := dir + "/" + name; isExecutable(p) {
 			return p, nil
 		}
 	}
 	return "", fmt.Errorf("%s: not found in %s", name, recoveryExecPath)
+}
+
+// isExecutable reports whether path is a regular file this process may
+// execute.
+func isExecutable(path string) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(path, unix.X_OK) == nil
 }
 
 // onStall decides the recovery of one stall: refused, debounced or spawned.

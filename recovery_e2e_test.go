@@ -1,0 +1,488 @@
+//go:build linux
+
+package main
+
+// End-to-end tests of recovery: the real binary, real agents that hang,
+// real recovery commands, and /proc to see what became of the children.
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// procEntry is one process as /proc/PID/stat shows it.
+type procEntry struct {
+	pid, ppid int
+	state     byte
+	comm      string
+}
+
+// readProc reads /proc/PID/stat; ok is false once the pid is gone.
+func readProc(pid int) (procEntry, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procEntry{}, false
+	}
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || len(s) < end+4 {
+		return procEntry{}, false
+	}
+	e := procEntry{pid: pid, comm: s[open+1 : end], state: s[end+2]}
+	fields := strings.Fields(s[end+2:])
+	if len(fields) > 1 {
+		e.ppid, _ = strconv.Atoi(fields[1])
+	}
+	return e, true
+}
+
+// childrenOf lists the processes whose parent is ppid.
+func childrenOf(ppid int) []procEntry {
+	ents, _ := os.ReadDir("/proc")
+	var out []procEntry
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if e, ok := readProc(pid); ok && e.ppid == ppid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// processDead reports whether pid no longer runs: gone, or a zombie (dead,
+// waiting for whichever parent it was handed to).
+func processDead(pid int) bool {
+	e, ok := readProc(pid)
+	return !ok || e.state == 'Z' || e.state == 'X'
+}
+
+// assertNoZombies fails if the observer leaves an exited child unreaped.
+// Reaping follows the exit by a loop turn, so it is given a moment.
+func assertNoZombies(t *testing.T, p *observerProc) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var zombies []procEntry
+		for _, c := range childrenOf(p.cmd.Process.Pid) {
+			if c.state == 'Z' {
+				zombies = append(zombies, c)
+			}
+		}
+		if len(zombies) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("observer %d leaves zombie children: %+v", p.cmd.Process.Pid, zombies)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitDead waits until pid is dead.
+func waitDead(t *testing.T, pid int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !processDead(pid) {
+		if time.Now().After(deadline) {
+			e, _ := readProc(pid)
+			t.Fatalf("%s (pid %d) still alive: %+v", what, pid, e)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func recoveryPayloads(evs []tsvEvent, pid string) []string {
+	var out []string
+	for _, e := range filterEvents(evs, "recovery", pid) {
+		out = append(out, e.payload)
+	}
+	return out
+}
+
+func hasPayload(evs []tsvEvent, kind, pid, payload string) bool {
+	for _, e := range filterEvents(evs, kind, pid) {
+		if e.payload == payload {
+			return true
+		}
+	}
+	return false
+}
+
+func findEvent(t *testing.T, evs []tsvEvent, kind, pid, payload string) tsvEvent {
+	t.Helper()
+	for _, e := range filterEvents(evs, kind, pid) {
+		if payload == "" || e.payload == payload {
+			return e
+		}
+	}
+	t.Fatalf("no %s %s event for pid %s", kind, payload, pid)
+	return tsvEvent{}
+}
+
+// hungAgent starts an agent that beats a few times, then stays alive and
+// silent: it stalls, and its pid stays valid for the recovery command.
+func hungAgent(t *testing.T, socket string) *agentProc {
+	return startAgent(t, socket, "--interval-ms", "10", "--hang-after", "3")
+}
+
+var childPidRe = regexp.MustCompile(`msg="recovery spawned" pid=(\d+) child_pid=(\d+)`)
+
+// recoveryChildPid finds, in the observer's log, the child spawned for agent.
+func recoveryChildPid(t *testing.T, p *observerProc, agent string) int {
+	t.Helper()
+	for _, m := range childPidRe.FindAllStringSubmatch(p.stderr.String(), -1) {
+		if m[1] == agent {
+			n, _ := strconv.Atoi(m[2])
+			return n
+		}
+	}
+	t.Fatalf("no recovery spawned for %s in the log:\n%s", agent, p.stderr.String())
+	return 0
+}
+
+func readFileEventually(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never written: %v", path, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRecoveryE2EShellSubstitutesPid(t *testing.T) {
+	dir := shortTempDir(t)
+	t.Setenv("VARTA_TEST_INHERITED", "yes")
+	t.Setenv("LISTEN_FDNAMES", "meant-for-the-observer")
+	p := startObserver(t, "--threshold-ms", "100",
+		"--recovery-cmd", `echo "{pid}:{pid}" > `+dir+`/out.{pid}; tr '\0' '\n' < /proc/$$/environ > `+dir+`/env.{pid}`)
+	a := hungAgent(t, p.socket)
+	evs := p.waitEvents(10*time.Second, "recovery exit_0", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", a.pid, "exit_0")
+	})
+	if got := recoveryPayloads(evs, a.pid); !slices.Equal(got, []string{"spawned", "exit_0"}) {
+		t.Fatalf("recovery rows %q, want spawned, exit_0", got)
+	}
+	if st, sp := findEvent(t, evs, "stall", a.pid, ""), findEvent(t, evs, "recovery", a.pid, "spawned"); st.ns != sp.ns {
+		t.Errorf("spawned at %d, stall at %d: the row should carry the stall's instant", sp.ns, st.ns)
+	}
+	if got := readFileEventually(t, filepath.Join(dir, "out."+a.pid)); got != a.pid+":"+a.pid+"\n" {
+		t.Fatalf("the command wrote %q, want %q", got, a.pid+":"+a.pid+"\n")
+	}
+	env := strings.Split(readFileEventually(t, filepath.Join(dir, "env."+a.pid)), "\n")
+	for _, want := range []string{"VARTA_PID=" + a.pid, "VARTA_TEST_INHERITED=yes"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("--recovery-cmd environment lacks %s: %q", want, env)
+		}
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "LISTEN_FDNAMES=") {
+			t.Errorf("--recovery-cmd child inherits %s", kv)
+		}
+	}
+	if !strings.Contains(p.stderr.String(), `msg="recovery finished" pid=`+a.pid) {
+		t.Errorf("no log line for the exit")
+	}
+	assertNoZombies(t, p)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+func TestRecoveryE2EExecSubstitutesPidShellCharactersInert(t *testing.T) {
+	dir := shortTempDir(t)
+	script := filepath.Join(dir, "rec.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nout=$1; shift\nprintf '%s\\n' \"$@\" > \"$out.args\"\ntr '\\0' '\\n' < /proc/$$/environ > \"$out.env\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pwned := filepath.Join(dir, "pwned")
+	args := []string{"a{pid}b{pid}", ";touch", pwned, "$(touch${IFS}" + pwned + "2)", "`touch", pwned + "3`", "|", "&&", "'{pid}'", ">" + pwned + "4"}
+	p := startObserver(t, "--threshold-ms", "100",
+		"--recovery-exec", "  "+script+" "+dir+"/out.{pid}   "+strings.Join(args, " "))
+	a := hungAgent(t, p.socket)
+	p.waitEvents(10*time.Second, "recovery exit_0", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", a.pid, "exit_0")
+	})
+	got := strings.Split(strings.TrimSuffix(readFileEventually(t, filepath.Join(dir, "out."+a.pid+".args")), "\n"), "\n")
+	var want []string
+	for _, arg := range args {
+		want = append(want, strings.ReplaceAll(arg, "{pid}", a.pid))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("arguments\n got %q\nwant %q", got, want)
+	}
+	for _, suffix := range []string{"", "2", "3", "4"} {
+		if _, err := os.Lstat(pwned + suffix); err == nil {
+			t.Errorf("%s exists: a shell interpreted the arguments", pwned+suffix)
+		}
+	}
+	env := strings.Split(strings.TrimSuffix(readFileEventually(t, filepath.Join(dir, "out."+a.pid+".env")), "\n"), "\n")
+	if wantEnv := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "VARTA_PID=" + a.pid}; !slices.Equal(env, wantEnv) {
+		t.Fatalf("--recovery-exec environment %q, want exactly %q", env, wantEnv)
+	}
+	assertNoZombies(t, p)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+func TestRecoveryE2EExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name, flag, cmd, want string
+		metric                string
+	}{
+		{"exit_0", "--recovery-exec", "true {pid}", "exit_0", "exit_0"},
+		{"exit_3", "--recovery-cmd", "test {pid} -gt 1 && exit 3", "exit_3", "exit_nonzero"},
+		{"spawn_failed", "--recovery-exec", "/nonexistent/restart-agent {pid}", "spawn_failed", "spawn_failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startObserver(t, "--threshold-ms", "50", tc.flag, tc.cmd)
+			a := hungAgent(t, p.socket)
+			want := []string{"spawned", tc.want}
+			if tc.want == "spawn_failed" {
+				want = want[1:]
+			}
+			evs := p.waitEvents(10*time.Second, "recovery "+tc.want, func(evs []tsvEvent) bool {
+				return hasPayload(evs, "recovery", a.pid, tc.want)
+			})
+			if got := recoveryPayloads(evs, a.pid); !slices.Equal(got, want) {
+				t.Fatalf("recovery rows %q, want %q", got, want)
+			}
+			for _, e := range filterEvents(evs, "recovery", a.pid) {
+				if e.nonce != "-" || e.status != "-" {
+					t.Errorf("recovery row %q: nonce and status columns must be -", e.line)
+				}
+			}
+			assertNoZombies(t, p)
+			if code := p.stop(); code != 0 {
+				t.Fatalf("exit status %d", code)
+			}
+		})
+	}
+}
+
+// An agent that beats every 150 ms against a 50 ms threshold stalls after
+// each beat; with a 500 ms window, every stall is spawned or debounced and
+// spawns are at least a window apart.
+func TestRecoveryE2EDebounce(t *testing.T) {
+	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "true", "--recovery-debounce-ms", "500")
+	a := startAgent(t, p.socket, "--interval-ms", "150", "--count", "12")
+	a.waitExit(t, 10*time.Second)
+	evs := p.waitEvents(5*time.Second, "a recovery row for every stall", func(evs []tsvEvent) bool {
+		st := countEvents(evs, "stall", a.pid)
+		return st == 12 && len(filterSpawnDebounce(evs, a.pid)) == st
+	})
+	var lastSpawn int64
+	spawned, debounced := 0, 0
+	stalls := filterEvents(evs, "stall", a.pid)
+	decisions := filterSpawnDebounce(evs, a.pid)
+	for i, e := range decisions {
+		if e.ns != stalls[i].ns {
+			t.Fatalf("decision %q is not at stall %q", e.line, stalls[i].line)
+		}
+		switch e.payload {
+		case "spawned":
+			if lastSpawn != 0 && e.ns-lastSpawn < 500_000_000 {
+				t.Fatalf("two spawns %v apart, inside the 500 ms window", time.Duration(e.ns-lastSpawn))
+			}
+			lastSpawn = e.ns
+			spawned++
+		case "debounced":
+			if e.ns-lastSpawn >= 500_000_000 {
+				t.Fatalf("debounced %v after the last spawn, past the window", time.Duration(e.ns-lastSpawn))
+			}
+			debounced++
+		}
+	}
+	if spawned < 2 || debounced < 2 {
+		t.Fatalf("%d spawned, %d debounced: want the window to both hold and re-open", spawned, debounced)
+	}
+	t.Logf("%d stalls: %d spawned, %d debounced", len(stalls), spawned, debounced)
+	assertNoZombies(t, p)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+func filterSpawnDebounce(evs []tsvEvent, pid string) []tsvEvent {
+	var out []tsvEvent
+	for _, e := range filterEvents(evs, "recovery", pid) {
+		if e.payload == "spawned" || e.payload == "debounced" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// A recovery running past --recovery-timeout-ms is killed with its whole
+// process group: the shell and the sleep it started.
+func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
+	dir := shortTempDir(t)
+	p := startObserver(t, "--threshold-ms", "50", "--recovery-timeout-ms", "300",
+		"--recovery-cmd", "sleep 30 & echo $! > "+dir+"/gc.{pid}; wait")
+	a := hungAgent(t, p.socket)
+	evs := p.waitEvents(10*time.Second, "recovery killed", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", a.pid, "killed")
+	})
+	if got := recoveryPayloads(evs, a.pid); !slices.Equal(got, []string{"spawned", "killed"}) {
+		t.Fatalf("recovery rows %q, want spawned, killed", got)
+	}
+	ran := time.Duration(findEvent(t, evs, "recovery", a.pid, "killed").ns - findEvent(t, evs, "recovery", a.pid, "spawned").ns)
+	if ran < 300*time.Millisecond || ran > 3*time.Second {
+		t.Errorf("killed after %v, want just past 300 ms", ran)
+	}
+	child := recoveryChildPid(t, p, a.pid)
+	grandchild, err := strconv.Atoi(strings.TrimSpace(readFileEventually(t, filepath.Join(dir, "gc."+a.pid))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := readProc(child); ok {
+		t.Errorf("the killed child %d is still in /proc (not reaped)", child)
+	}
+	waitDead(t, grandchild, "the recovery's own child (sleep 30)")
+	if !strings.Contains(p.stderr.String(), `msg="recovery killed" pid=`+a.pid) {
+		t.Error("no log line for the kill")
+	}
+	assertNoZombies(t, p)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+// stallDelay is how late after its deadline a pid's stall was surfaced,
+// from the event file: stall time minus last beat minus threshold.
+func stallDelay(t testing.TB, evs []tsvEvent, pid string, threshold time.Duration) time.Duration {
+	var lastBeat, stall int64
+	for _, e := range evs {
+		if e.pid != pid {
+			continue
+		}
+		if e.kind == "beat" {
+			lastBeat = e.ns
+		}
+		if e.kind == "stall" {
+			stall = e.ns
+			break
+		}
+	}
+	if lastBeat == 0 || stall == 0 {
+		t.Fatalf("pid %s: no beat or no stall", pid)
+	}
+	return time.Duration(stall-lastBeat) - threshold
+}
+
+// A slow recovery command holds nothing up: the loop never waits for it, so
+// another agent's stall is surfaced on time while it runs.
+func TestRecoveryE2ESlowRecoveryDoesNotDelayStalls(t *testing.T) {
+	p := startObserver(t, "--threshold-ms", "100", "--recovery-cmd", "sleep 3")
+	a := hungAgent(t, p.socket)
+	p.waitEvents(10*time.Second, "the first recovery spawned", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", a.pid, "spawned")
+	})
+	b := startAgent(t, p.socket, "--interval-ms", "10", "--hang-after", "5")
+	evs := p.waitEvents(10*time.Second, "the second agent's recovery", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", b.pid, "spawned")
+	})
+	if hasPayload(evs, "recovery", a.pid, "exit_0") {
+		t.Fatal("the first recovery already finished: the test proves nothing")
+	}
+	delay := stallDelay(t, evs, b.pid, 100*time.Millisecond)
+	t.Logf("second agent's stall surfaced %v after its deadline, while the first recovery ran", delay)
+	if delay > 50*time.Millisecond {
+		t.Errorf("stall surfaced %v late while a recovery ran", delay)
+	}
+	assertNoZombies(t, p)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	evs = p.readEvents()
+	for _, pid := range []string{a.pid, b.pid} {
+		if got := recoveryPayloads(evs, pid); !slices.Equal(got, []string{"spawned", "killed"}) {
+			t.Errorf("pid %s: recovery rows %q, want spawned, killed (at shutdown)", pid, got)
+		}
+	}
+}
+
+// Shutdown with recoveries running kills them, process groups and all,
+// reaps them, and still exits 0.
+func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
+	dir := shortTempDir(t)
+	p := startObserver(t, "--threshold-ms", "50", "--shutdown-grace-ms", "2000",
+		"--recovery-cmd", "trap '' TERM INT HUP; sleep 30 & echo $! > "+dir+"/gc.{pid}; wait")
+	agents := []*agentProc{hungAgent(t, p.socket), hungAgent(t, p.socket)}
+	p.waitEvents(10*time.Second, "both recoveries spawned", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", agents[0].pid, "spawned") && hasPayload(evs, "recovery", agents[1].pid, "spawned")
+	})
+	var pids, children []int
+	for _, a := range agents {
+		child := recoveryChildPid(t, p, a.pid)
+		gc, err := strconv.Atoi(strings.TrimSpace(readFileEventually(t, filepath.Join(dir, "gc."+a.pid))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if processDead(child) || processDead(gc) {
+			t.Fatalf("recovery %d or its child %d is not running before shutdown", child, gc)
+		}
+		pids = append(pids, child, gc)
+		children = append(children, child)
+	}
+	start := time.Now()
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, p.stderr.String())
+	}
+	t.Logf("stopped in %v with 2 recoveries running", time.Since(start))
+	for _, pid := range pids {
+		waitDead(t, pid, "a recovery process after shutdown")
+	}
+	for _, pid := range children {
+		if _, ok := readProc(pid); ok {
+			t.Errorf("recovery child %d was not reaped by the observer", pid)
+		}
+	}
+	evs := p.readEvents()
+	for _, a := range agents {
+		if got := recoveryPayloads(evs, a.pid); !slices.Equal(got, []string{"spawned", "killed"}) {
+			t.Errorf("pid %s: recovery rows %q, want spawned, killed", a.pid, got)
+		}
+	}
+	if !strings.Contains(p.stderr.String(), "reason=shutdown") {
+		t.Error("the shutdown kills are not logged")
+	}
+}
+
+// BenchmarkRecoveryStallDelay measures how late stalls are surfaced while
+// slow recovery commands run: each iteration hangs a fresh agent whose
+// recovery (sleep 2) is still running when the next one stalls.
+func BenchmarkRecoveryStallDelay(b *testing.B) {
+	p := startObserver(b, "--threshold-ms", "20", "--recovery-cmd", "sleep 2")
+	var total, worst time.Duration
+	for i := 0; i < b.N; i++ {
+		a := startAgent(b, p.socket, "--interval-ms", "5", "--hang-after", "3")
+		evs := p.waitEvents(10*time.Second, "the recovery spawned", func(evs []tsvEvent) bool {
+			return hasPayload(evs, "recovery", a.pid, "spawned") || hasPayload(evs, "recovery", a.pid, "refused")
+		})
+		d := stallDelay(b, evs, a.pid, 20*time.Millisecond)
+		total += d
+		worst = max(worst, d)
+		a.kill()
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs-stall-delay")
+	b.ReportMetric(float64(worst.Microseconds()), "µs-worst-stall-delay")
+	if code := p.stop(); code != 0 {
+		b.Fatalf("exit status %d", code)
+	}
+}
