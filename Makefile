@@ -38,3 +38,8 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) dist run
+
+demo: build
+	mkdir -p run
+	$(GO) build -o run/varta-agent ./internal/cmd/varta-agent
+	$(GO) run ./internal/cmd/varta-demo --observer ./$(BIN) --agent run/varta-agent

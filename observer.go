@@ -133,6 +133,12 @@ func (o *observer) run() error {
 			break
 		}
 	}
+	if err == nil {
+		// Frames already queued when the stop came were sent before it:
+		// judge them too, so their events reach the file.
+		o.drainSocket()
+		o.fireDeadlines(monoNow())
+	}
 	o.shutdown()
 	return err
 }
