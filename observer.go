@@ -55,6 +55,7 @@ type observer struct {
 	stopping   bool
 	signals    atomic.Uint32
 	sigc       chan os.Signal
+	sigDone    chan struct{} // closed when the signal goroutine has returned
 	pollEvents [maxPollEvents]pollEvent
 }
 
@@ -435,8 +436,10 @@ func (o *observer) ioError(now int64, op string, err error) {
 // bits the loop reads, waking the poller.
 func (o *observer) startSignals() {
 	o.sigc = make(chan os.Signal, 16)
+	o.sigDone = make(chan struct{})
 	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
 	go func() {
+		defer close(o.sigDone)
 		for s := range o.sigc {
 			var bit uint32
 			switch s {
@@ -506,7 +509,13 @@ func recommendedQlen(capacity int) int {
 // event file flushed, watchdog closed with the magic byte, socket removed.
 func (o *observer) shutdown() {
 	if o.sigc != nil {
+		// The goroutine may still hold a buffered signal (SIGCHLD from a
+		// recovery child) and would wake a poller closeAll is about to
+		// close: end it first. After Stop no signal is sent on sigc.
 		signal.Stop(o.sigc)
+		close(o.sigc)
+		<-o.sigDone
+		o.sigc = nil
 	}
 	o.notify.send("STOPPING=1")
 	if o.rec != nil {

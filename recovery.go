@@ -282,6 +282,13 @@ func (r *recoverer) onStall(s *slot, now int64) {
 	// retried, and logged, on every stall of a flapping agent.
 	s.lastRecov = now
 	r.spawn(agent, now)
+	// A spawn blocks the loop for a fork/exec (about a millisecond on a
+	// small CPU), and a mass hang spawns for many stalls in one turn: drain
+	// the socket after each, so its short queue (net.unix.max_dgram_qlen,
+	// 10 by default) never overflows behind a run of spawns.
+	if r.o.sock != nil {
+		r.o.drainSocket()
+	}
 }
 
 // running reports whether a recovery of agent is still running.

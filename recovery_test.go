@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"varta-watch/internal/vlpclient"
 )
 
 func TestArgTemplateExpand(t *testing.T) {
@@ -319,6 +321,30 @@ func TestRecoveryExecResolvesInFixedPath(t *testing.T) {
 		t.Fatalf("resolve(true) = %q, %v", p, err)
 	}
 	o.stall(7001)
+	o.loopUntil(5*time.Second, "exit_0", func() bool { return o.stats.recovery[recExit0] == 1 })
+}
+
+// Each spawn holds the loop for a fork/exec, so the socket is drained after
+// each one: a mass hang with a spawn per stall must not let the socket's
+// short queue overflow.
+func TestRecoverySpawnDrainsSocket(t *testing.T) {
+	o := newTestObserver(t, func(c *config) { c.recoveryExec = "/bin/true" })
+	c, err := vlpclient.Dial(o.cfg.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var frame [vlpclient.FrameSize]byte
+	for nonce := uint64(1); nonce <= 5; nonce++ {
+		vlpclient.Encode(&frame, vlpclient.StatusOK, uint32(os.Getpid()), 1, nonce, 0)
+		if sent, err := c.Send(frame[:]); !sent || err != nil {
+			t.Fatalf("send: %v %v", sent, err)
+		}
+	}
+	o.stall(9001)
+	if o.stats.recovery[recSpawned] != 1 || o.stats.beatsAccepted != 5 {
+		t.Fatalf("after a spawn: spawned %d, beats read %d, want 1 and 5", o.stats.recovery[recSpawned], o.stats.beatsAccepted)
+	}
 	o.loopUntil(5*time.Second, "exit_0", func() bool { return o.stats.recovery[recExit0] == 1 })
 }
 
