@@ -161,6 +161,9 @@ func newRecoverer(o *observer) (*recoverer, error) {
 		return nil, fmt.Errorf("recovery: /dev/null: %v", os.NewSyscallError("open", err))
 	}
 	r.devNull = fd
+	if err := closeInheritedOnExec(); err != nil {
+		o.log.warn("recovery children may inherit descriptors the observer inherited", fStr("err", err.Error()))
+	}
 	// Children write to the observer's stderr, so their messages land in
 	// the daemon log next to the observer's own lines; stdout is kept for
 	// the observer (--prom-addr prints the bound address there). When the

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// A stall whose recovery is debounced (a flapping agent) stays on the
-// allocation-free path: only a spawn allocates.
+// A stall whose recovery is debounced (a flapping agent) or refused stays
+// on the allocation-free path: only a spawn allocates.
 func TestRecoveryDebouncedStallAllocatesNothing(t *testing.T) {
 	o := newTestObserver(t, func(c *config) {
 		c.recoveryExec = "/bin/true"
@@ -19,6 +19,10 @@ func TestRecoveryDebouncedStallAllocatesNothing(t *testing.T) {
 	}
 	if o.stats.recovery[recDebounced] == 0 || o.stats.recovery[recSpawned] != 0 {
 		t.Fatalf("debounced %d spawned %d", o.stats.recovery[recDebounced], o.stats.recovery[recSpawned])
+	}
+	o.rec.trusted = false // refused, as on BSD and macOS
+	if n := testing.AllocsPerRun(200, func() { o.rec.onStall(s, monoNow()) }); n != 0 {
+		t.Fatalf("a refused stall allocates %v times", n)
 	}
 	// Reaping checks on SIGCHLD with nothing to reap, and the deadline
 	// queries every loop turn makes, allocate nothing either.

@@ -6,6 +6,8 @@ package main
 // real recovery commands, and /proc to see what became of the children.
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,9 +20,9 @@ import (
 
 // procEntry is one process as /proc/PID/stat shows it.
 type procEntry struct {
-	pid, ppid int
-	state     byte
-	comm      string
+	pid, ppid, pgrp int
+	state           byte
+	comm            string
 }
 
 // readProc reads /proc/PID/stat; ok is false once the pid is gone.
@@ -36,8 +38,9 @@ func readProc(pid int) (procEntry, bool) {
 	}
 	e := procEntry{pid: pid, comm: s[open+1 : end], state: s[end+2]}
 	fields := strings.Fields(s[end+2:])
-	if len(fields) > 1 {
+	if len(fields) > 2 {
 		e.ppid, _ = strconv.Atoi(fields[1])
+		e.pgrp, _ = strconv.Atoi(fields[2])
 	}
 	return e, true
 }
@@ -360,6 +363,40 @@ func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 		t.Error("no log line for the kill")
 	}
 	assertNoZombies(t, p)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+// A recovery child gets stdin from /dev/null, stdout and stderr on the
+// observer's stderr, no other descriptor, and a process group of its own.
+func TestRecoveryE2EChildDescriptorsAndGroup(t *testing.T) {
+	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "sleep 5")
+	a := hungAgent(t, p.socket)
+	p.waitEvents(10*time.Second, "recovery spawned", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", a.pid, "spawned")
+	})
+	child := recoveryChildPid(t, p, a.pid)
+	observerStderr, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/2", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", child)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range ents {
+		got[e.Name()], _ = os.Readlink(filepath.Join(dir, e.Name()))
+	}
+	want := map[string]string{"0": "/dev/null", "1": observerStderr, "2": observerStderr}
+	if !maps.Equal(got, want) {
+		t.Fatalf("child descriptors %v, want %v", got, want)
+	}
+	if e, ok := readProc(child); !ok || e.pgrp != child {
+		t.Fatalf("child %d: process group %d, want its own", child, e.pgrp)
+	}
 	if code := p.stop(); code != 0 {
 		t.Fatalf("exit status %d", code)
 	}

@@ -12,3 +12,8 @@ import (
 func pidfdOpen(pid int) (int, error) { return -1, os.NewSyscallError("pidfd_open", unix.ENOSYS) }
 
 func pidfdWorks() bool { return false }
+
+// closeInheritedOnExec: recovery is refused where there is no /proc to list
+// descriptors from (no per-datagram credentials either), so nothing is
+// ever exec'd.
+func closeInheritedOnExec() error { return nil }
