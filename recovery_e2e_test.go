@@ -381,18 +381,25 @@ func TestRecoveryE2EChildDescriptorsAndGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Read once sleep has settled: its dynamic loader briefly holds libc open.
 	dir := fmt.Sprintf("/proc/%d/fd", child)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, e := range ents {
-		got[e.Name()], _ = os.Readlink(filepath.Join(dir, e.Name()))
-	}
 	want := map[string]string{"0": "/dev/null", "1": observerStderr, "2": observerStderr}
-	if !maps.Equal(got, want) {
-		t.Fatalf("child descriptors %v, want %v", got, want)
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, e := range ents {
+			got[e.Name()], _ = os.Readlink(filepath.Join(dir, e.Name()))
+		}
+		if maps.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child descriptors %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if e, ok := readProc(child); !ok || e.pgrp != child {
 		t.Fatalf("child %d: process group %d, want its own", child, e.pgrp)
