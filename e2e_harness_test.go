@@ -30,6 +30,9 @@ var (
 // binaries builds ./varta-watch and the test agent once per test run.
 func binaries(t testing.TB) {
 	t.Helper()
+	if os.Getenv("VARTA_E2E") == "0" {
+		t.Skip("VARTA_E2E=0: end-to-end tests off (unit tests under qemu run this way)")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "varta-bin")
 		if buildErr != nil {
@@ -101,6 +104,15 @@ type observerProc struct {
 func startObserver(t testing.TB, args ...string) *observerProc {
 	t.Helper()
 	binaries(t)
+	return startObserverCmd(t, []string{observerBin}, nil, args...)
+}
+
+// startObserverCmd is startObserver for another build of the observer or
+// another environment: argv0 is the command prefix, e.g.
+// {"qemu-arm-static", "/tmp/x/varta-watch"}; env entries are added to the
+// test's environment.
+func startObserverCmd(t testing.TB, argv0, env []string, args ...string) *observerProc {
+	t.Helper()
 	p := &observerProc{t: t, dir: shortTempDir(t), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.socket = filepath.Join(p.dir, "s.sock")
 	p.events = filepath.Join(p.dir, "events.tsv")
@@ -126,8 +138,9 @@ func startObserver(t testing.TB, args ...string) *observerProc {
 		args = append(args, "--export-file", p.events)
 	}
 	_, wantProm := has("--prom-addr")
-	p.cmd = exec.Command(observerBin, args...)
+	p.cmd = exec.Command(argv0[0], append(append([]string{}, argv0[1:]...), args...)...)
 	p.cmd.Stderr = p.stderr
+	p.cmd.Env = append(os.Environ(), env...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

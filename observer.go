@@ -382,7 +382,7 @@ func (o *observer) fireDeadlines(now int64) {
 	if o.nextHwFeed != 0 && now >= o.nextHwFeed {
 		o.feedHW(now)
 	}
-	if o.stopAt != 0 && now >= o.stopAt {
+	if o.stopAt != 0 && now >= o.stopAt && !o.stopping {
 		o.log.info("shutdown-after-secs reached", fInt("secs", o.cfg.shutdownAfterSecs))
 		o.stopping = true
 	}
