@@ -9,7 +9,7 @@ import (
 // A stall whose recovery is debounced (a flapping agent) or refused stays
 // on the allocation-free path: only a spawn allocates.
 func TestRecoveryDebouncedStallAllocatesNothing(t *testing.T) {
-	o := newTestObserver(t, func(c *config) {
+	o := newRecoveryObserver(t, func(c *config) {
 		c.recoveryExec = "/bin/true"
 		c.recoveryDebounceMs = 3_600_000
 	})

@@ -74,14 +74,14 @@ func TestInheritedEnv(t *testing.T) {
 	}
 }
 
-// testObserver is an observer run in-process, its log in a file.
-type testObserver struct {
+// recoveryObserver is an observer run in-process, its log in a file.
+type recoveryObserver struct {
 	*observer
 	t       *testing.T
 	logPath string
 }
 
-func newTestObserver(t *testing.T, tweak func(*config)) *testObserver {
+func newRecoveryObserver(t *testing.T, tweak func(*config)) *recoveryObserver {
 	t.Helper()
 	dir := shortTempDir(t)
 	cfg := defaultConfig()
@@ -98,7 +98,7 @@ func newTestObserver(t *testing.T, tweak func(*config)) *testObserver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	to := &testObserver{observer: o, t: t, logPath: logPath}
+	to := &recoveryObserver{observer: o, t: t, logPath: logPath}
 	o.startSignals()
 	o.logStart()
 	t.Cleanup(func() {
@@ -116,7 +116,7 @@ func newTestObserver(t *testing.T, tweak func(*config)) *testObserver {
 // loopUntil turns the real event loop until cond holds. The loop must be
 // woken by its own fds, signals and deadlines: the 10 s bound on each wait
 // is a backstop, and reaching it fails the test.
-func (o *testObserver) loopUntil(timeout time.Duration, what string, cond func() bool) {
+func (o *recoveryObserver) loopUntil(timeout time.Duration, what string, cond func() bool) {
 	o.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -133,12 +133,12 @@ func (o *testObserver) loopUntil(timeout time.Duration, what string, cond func()
 	}
 }
 
-func (o *testObserver) logText() string {
+func (o *recoveryObserver) logText() string {
 	b, _ := os.ReadFile(o.logPath)
 	return string(b)
 }
 
-func (o *testObserver) stall(agent uint32) *slot {
+func (o *recoveryObserver) stall(agent uint32) *slot {
 	s := &slot{pid: agent}
 	o.rec.onStall(s, monoNow())
 	return s
@@ -157,7 +157,7 @@ func TestRecoveryReaping(t *testing.T) {
 				pidfdAllowed = false
 				defer func() { pidfdAllowed = true }()
 			}
-			o := newTestObserver(t, func(c *config) {
+			o := newRecoveryObserver(t, func(c *config) {
 				c.recoveryCmd = `case {pid} in 1001) exit 0;; 1002) exit 3;; 1003) kill -TERM $$;; *) exec sleep 5;; esac`
 				c.recoveryTimeoutMs = 200
 			})
@@ -214,7 +214,7 @@ func TestRecoveryReaping(t *testing.T) {
 }
 
 func TestRecoveryDebounce(t *testing.T) {
-	o := newTestObserver(t, func(c *config) {
+	o := newRecoveryObserver(t, func(c *config) {
 		c.recoveryExec = "/bin/sleep 5"
 		c.recoveryDebounceMs = 60_000
 	})
@@ -248,7 +248,7 @@ func TestRecoveryDebounce(t *testing.T) {
 }
 
 func TestRecoveryRefusedBeyondMaxChildren(t *testing.T) {
-	o := newTestObserver(t, func(c *config) { c.recoveryExec = "sleep 10" })
+	o := newRecoveryObserver(t, func(c *config) { c.recoveryExec = "sleep 10" })
 	var pids []int
 	for i := 0; i < maxRecoveryChildren; i++ {
 		o.stall(uint32(3000 + i))
@@ -276,7 +276,7 @@ func TestRecoveryRefusedBeyondMaxChildren(t *testing.T) {
 }
 
 func TestRecoveryRefusedWithoutCredentials(t *testing.T) {
-	o := newTestObserver(t, func(c *config) { c.recoveryExec = "/bin/true" })
+	o := newRecoveryObserver(t, func(c *config) { c.recoveryExec = "/bin/true" })
 	o.rec.trusted = false // what BSD and macOS get: no per-datagram credentials
 	o.rec.logStart()
 	s := o.stall(5001)
@@ -299,7 +299,7 @@ func TestRecoverySpawnFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cmd := range []string{"/nonexistent/restart {pid}", "no-such-command-in-path {pid}", notExec} {
-		o := newTestObserver(t, func(c *config) { c.recoveryExec = cmd })
+		o := newRecoveryObserver(t, func(c *config) { c.recoveryExec = cmd })
 		s := o.stall(6001)
 		if st := &o.stats.recovery; st[recSpawnFailed] != 1 || st[recSpawned] != 0 || o.rec.n != 0 {
 			t.Fatalf("%s: spawn_failed %d spawned %d", cmd, st[recSpawnFailed], st[recSpawned])
@@ -318,7 +318,7 @@ func TestRecoverySpawnFailed(t *testing.T) {
 }
 
 func TestRecoveryExecResolvesInFixedPath(t *testing.T) {
-	o := newTestObserver(t, func(c *config) { c.recoveryExec = "true" })
+	o := newRecoveryObserver(t, func(c *config) { c.recoveryExec = "true" })
 	p, err := o.rec.resolve("true")
 	if err != nil || !strings.HasSuffix(p, "/true") {
 		t.Fatalf("resolve(true) = %q, %v", p, err)
@@ -331,7 +331,7 @@ func TestRecoveryExecResolvesInFixedPath(t *testing.T) {
 // each one: a mass hang with a spawn per stall must not let the socket's
 // short queue overflow.
 func TestRecoverySpawnDrainsSocket(t *testing.T) {
-	o := newTestObserver(t, func(c *config) { c.recoveryExec = "/bin/true" })
+	o := newRecoveryObserver(t, func(c *config) { c.recoveryExec = "/bin/true" })
 	c, err := vlpclient.Dial(o.cfg.socket)
 	if err != nil {
 		t.Fatal(err)
