@@ -34,6 +34,12 @@ const (
 
 	recoveryShell  = "/bin/sh"
 	pidPlaceholder = "{pid}"
+
+	// spawnBudget is how many children one loop turn starts. Each spawn
+	// holds the loop for a fork/exec (about a millisecond on a small CPU):
+	// a mass hang's spawns are spread over turns, so stalls falling due
+	// meanwhile are surfaced at most a few spawns late.
+	spawnBudget = 4
 )
 
 // pidfdAllowed lets tests force the SIGCHLD fallback that kernels before
@@ -105,7 +111,16 @@ type recoveryChild struct {
 	killed   killReason
 }
 
-// recoverer runs the recovery command for stalled pids.
+// pendingSpawn is a recovery decided at a stall and not started yet.
+type pendingSpawn struct {
+	agentPid uint32
+	stallNs  int64
+}
+
+// recoverer runs the recovery command for stalled pids. A stall only
+// decides (refused, debounced or spawn); the spawns run after the turn's
+// stalls have all been surfaced, spawnBudget per turn, so a run of spawns
+// never delays a stall event.
 type recoverer struct {
 	o          *observer
 	shell      bool
@@ -121,6 +136,9 @@ type recoverer struct {
 	usePidfd   bool
 	children   [maxRecoveryChildren]recoveryChild
 	n          int
+	pending    [maxRecoveryChildren]pendingSpawn // FIFO ring; n+npending ≤ maxRecoveryChildren
+	pendHead   int
+	npending   int
 	nextKill   int64
 	exitNames  [256]string
 	pidBuf     [20]byte
@@ -275,33 +293,47 @@ func (r *recoverer) onStall(s *slot, now int64) {
 			fStr("reason", "within the debounce window"), fInt("debounce_ms", r.o.cfg.recoveryDebounceMs),
 			fInt("since_last_ms", (now-s.lastRecov)/1_000_000))
 		return
-	case r.n >= maxRecoveryChildren:
+	case r.n+r.npending >= maxRecoveryChildren:
 		r.outcome(recRefused, agent, now, "refused")
 		r.o.log.warn("recovery refused", fInt("pid", int64(agent)),
-			fStr("reason", "too many recovery children running"), fInt("running", int64(r.n)))
+			fStr("reason", "too many recovery children running"), fInt("running", int64(r.n+r.npending)))
 		return
 	}
 	// A failed spawn uses up the window too: a broken command is not
 	// retried, and logged, on every stall of a flapping agent.
 	s.lastRecov = now
-	r.spawn(agent, now)
-	// A spawn blocks the loop for a fork/exec (about a millisecond on a
-	// small CPU), and a mass hang spawns for many stalls in one turn: drain
-	// the socket after each, so its short queue (net.unix.max_dgram_qlen,
-	// 10 by default) never overflows behind a run of spawns.
-	if r.o.sock != nil {
-		r.o.drainSocket()
-	}
+	r.pending[(r.pendHead+r.npending)%maxRecoveryChildren] = pendingSpawn{agentPid: agent, stallNs: now}
+	r.npending++
 }
 
-// running reports whether a recovery of agent is still running.
+// running reports whether a recovery of agent is running or about to.
 func (r *recoverer) running(agent uint32) bool {
 	for i := 0; i < r.n; i++ {
 		if r.children[i].agentPid == agent {
 			return true
 		}
 	}
+	for i := 0; i < r.npending; i++ {
+		if r.pending[(r.pendHead+i)%maxRecoveryChildren].agentPid == agent {
+			return true
+		}
+	}
 	return false
+}
+
+// spawnPending starts up to spawnBudget decided recoveries. After each
+// spawn the socket is drained, so its short queue (net.unix.max_dgram_qlen,
+// 10 by default) never overflows behind a run of spawns.
+func (r *recoverer) spawnPending() {
+	for i := 0; i < spawnBudget && r.npending > 0; i++ {
+		p := r.pending[r.pendHead]
+		r.pendHead = (r.pendHead + 1) % maxRecoveryChildren
+		r.npending--
+		r.spawn(p.agentPid, monoNow())
+		if r.o.sock != nil {
+			r.o.drainSocket()
+		}
+	}
 }
 
 // spawn starts the command for agent. It costs one fork/exec (clone with
@@ -459,11 +491,21 @@ func (r *recoverer) reap(i int, now int64) bool {
 	return true
 }
 
-// nextDeadline is the next timeout kill, 0 none.
-func (r *recoverer) nextDeadline() int64 { return r.nextKill }
+// nextDeadline is the next timeout kill, 0 none; a pending spawn is due at
+// once (its stall's instant, in the past).
+func (r *recoverer) nextDeadline() int64 {
+	if r.npending > 0 {
+		return r.pending[r.pendHead].stallNs
+	}
+	return r.nextKill
+}
 
-// fire kills the children past --recovery-timeout-ms.
+// fire starts pending spawns and kills the children past
+// --recovery-timeout-ms.
 func (r *recoverer) fire(now int64) {
+	if r.npending > 0 {
+		r.spawnPending()
+	}
 	if r.nextKill == 0 || now < r.nextKill {
 		return
 	}
@@ -501,6 +543,9 @@ func (r *recoverer) kill(c *recoveryChild, why killReason) {
 // polls wait4 with WNOHANG: the loop and the signal path are gone, and a
 // child stuck in uninterruptible sleep must not hold the exit forever.
 func (r *recoverer) shutdown(graceNs int64) {
+	// Spawns decided in the last loop turn are dropped: starting a child
+	// only to kill it helps no one.
+	r.npending = 0
 	for i := 0; i < r.n; i++ {
 		r.kill(&r.children[i], killedShutdown)
 	}

@@ -180,8 +180,10 @@ func TestRecoveryE2EShellSubstitutesPid(t *testing.T) {
 	if got := recoveryPayloads(evs, a.pid); !slices.Equal(got, []string{"spawned", "exit_0"}) {
 		t.Fatalf("recovery rows %q, want spawned, exit_0", got)
 	}
-	if st, sp := findEvent(t, evs, "stall", a.pid, ""), findEvent(t, evs, "recovery", a.pid, "spawned"); st.ns != sp.ns {
-		t.Errorf("spawned at %d, stall at %d: the row should carry the stall's instant", sp.ns, st.ns)
+	// The spawn follows its stall within the loop turn (the turn's stalls
+	// are surfaced first).
+	if st, sp := findEvent(t, evs, "stall", a.pid, ""), findEvent(t, evs, "recovery", a.pid, "spawned"); sp.ns < st.ns || sp.ns-st.ns > int64(time.Second) {
+		t.Errorf("spawned at %d, stall at %d", sp.ns, st.ns)
 	}
 	if got := readFileEventually(t, filepath.Join(dir, "out."+a.pid)); got != a.pid+":"+a.pid+"\n" {
 		t.Fatalf("the command wrote %q, want %q", got, a.pid+":"+a.pid+"\n")
@@ -295,20 +297,23 @@ func TestRecoveryE2EDebounce(t *testing.T) {
 	spawned, debounced := 0, 0
 	stalls := filterEvents(evs, "stall", a.pid)
 	decisions := filterSpawnDebounce(evs, a.pid)
+	// The window runs from the stall that decided a spawn; a debounced row
+	// carries its stall's instant, a spawned row the spawn's, just after.
 	for i, e := range decisions {
-		if e.ns != stalls[i].ns {
-			t.Fatalf("decision %q is not at stall %q", e.line, stalls[i].line)
+		at := stalls[i].ns
+		if e.ns < at || (i+1 < len(stalls) && e.ns > stalls[i+1].ns) || (e.payload == "debounced" && e.ns != at) {
+			t.Fatalf("decision %q does not belong to stall %q", e.line, stalls[i].line)
 		}
 		switch e.payload {
 		case "spawned":
-			if lastSpawn != 0 && e.ns-lastSpawn < 500_000_000 {
-				t.Fatalf("two spawns %v apart, inside the 500 ms window", time.Duration(e.ns-lastSpawn))
+			if lastSpawn != 0 && at-lastSpawn < 500_000_000 {
+				t.Fatalf("two spawns %v apart, inside the 500 ms window", time.Duration(at-lastSpawn))
 			}
-			lastSpawn = e.ns
+			lastSpawn = at
 			spawned++
 		case "debounced":
-			if e.ns-lastSpawn >= 500_000_000 {
-				t.Fatalf("debounced %v after the last spawn, past the window", time.Duration(e.ns-lastSpawn))
+			if at-lastSpawn >= 500_000_000 {
+				t.Fatalf("debounced %v after the last spawn, past the window", time.Duration(at-lastSpawn))
 			}
 			debounced++
 		}

@@ -138,9 +138,12 @@ func (o *recoveryObserver) logText() string {
 	return string(b)
 }
 
+// stall decides a recovery for agent as a stall would, and runs the spawn
+// the loop would run next.
 func (o *recoveryObserver) stall(agent uint32) *slot {
 	s := &slot{pid: agent}
 	o.rec.onStall(s, monoNow())
+	o.rec.fire(monoNow())
 	return s
 }
 
@@ -327,6 +330,39 @@ func TestRecoveryExecResolvesInFixedPath(t *testing.T) {
 	o.loopUntil(5*time.Second, "exit_0", func() bool { return o.stats.recovery[recExit0] == 1 })
 }
 
+// A mass hang: every stall of the turn is surfaced before any spawn, and
+// spawns are spread over turns, spawnBudget each, with the loop turning at
+// once while some are pending.
+func TestRecoveryMassHangSurfacesStallsFirst(t *testing.T) {
+	o := newRecoveryObserver(t, func(c *config) {
+		c.recoveryExec = "/bin/true"
+	})
+	const agents = 3*spawnBudget + 1
+	past := monoNow() - int64(1500*time.Millisecond) // stalled, not yet up for retirement
+	for i := 0; i < agents; i++ {
+		o.tr.insert(uint32(20000+i), past)
+	}
+	o.fireDeadlines(monoNow())
+	if st := o.tr.stalled.head; st == noSlot {
+		t.Fatal("no stall surfaced")
+	}
+	if got := o.stats.stallDelay.count; got != agents {
+		t.Fatalf("%d stalls surfaced in the first turn, want all %d", got, agents)
+	}
+	if o.rec.n != spawnBudget || o.rec.npending != agents-spawnBudget {
+		t.Fatalf("after one turn: %d spawned, %d pending; want %d and %d", o.rec.n, o.rec.npending, spawnBudget, agents-spawnBudget)
+	}
+	if to := o.timeout(monoNow()); to != 0 {
+		t.Fatalf("loop timeout %d with spawns pending, want 0", to)
+	}
+	o.loopUntil(5*time.Second, "every recovery spawned and reaped", func() bool {
+		return o.stats.recovery[recExit0] == agents
+	})
+	if o.stats.recovery[recSpawned] != agents || o.rec.npending != 0 {
+		t.Fatalf("spawned %d pending %d", o.stats.recovery[recSpawned], o.rec.npending)
+	}
+}
+
 // Each spawn holds the loop for a fork/exec, so the socket is drained after
 // each one: a mass hang with a spawn per stall must not let the socket's
 // short queue overflow.
@@ -382,6 +418,7 @@ func BenchmarkRecoverySpawn(b *testing.B) {
 				s := slot{pid: uint32(100000 + i)}
 				t0 := time.Now()
 				o.rec.onStall(&s, monoNow())
+				o.rec.fire(monoNow())
 				if d := time.Since(t0); d > worst {
 					worst = d
 				}
@@ -405,4 +442,56 @@ func BenchmarkRecoverySpawn(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRecoveryMassHang: 64 agents stall at the same instant, each with
+// a recovery to spawn. turn-µs is the loop turn that surfaces all 64 stalls
+// (and starts the first spawnBudget children): how late anything else
+// waiting on the loop is. all-spawned-ms is how long until the 64th child
+// has started.
+func BenchmarkRecoveryMassHang(b *testing.B) {
+	dir := b.TempDir()
+	cfg := defaultConfig()
+	cfg.socket = filepath.Join(dir, "s.sock")
+	cfg.thresholdMs = 1000
+	cfg.recoveryExec = "/bin/true"
+	o, err := newObserver(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.shutdown()
+	var turn, all time.Duration
+	for i := 0; i < b.N; i++ {
+		past := monoNow() - int64(1500*time.Millisecond)
+		for a := 0; a < maxRecoveryChildren; a++ {
+			o.tr.insert(uint32(30000+a), past)
+		}
+		t0 := time.Now()
+		o.fireDeadlines(monoNow())
+		turn += time.Since(t0)
+		for o.rec.npending > 0 {
+			o.fireDeadlines(monoNow())
+		}
+		all += time.Since(t0)
+		b.StopTimer()
+		for o.rec.n > 0 {
+			for j := 0; j < o.rec.n; {
+				if !o.rec.reap(j, monoNow()) {
+					j++
+				}
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		for a := 0; a < maxRecoveryChildren; a++ {
+			if s := o.tr.lookup(uint32(30000 + a)); s != noSlot {
+				o.tr.remove(s)
+			}
+		}
+		b.StartTimer()
+	}
+	if got := o.stats.recovery[recSpawned]; got != uint64(b.N*maxRecoveryChildren) {
+		b.Fatalf("spawned %d, want %d", got, b.N*maxRecoveryChildren)
+	}
+	b.ReportMetric(float64(turn.Microseconds())/float64(b.N), "turn-µs")
+	b.ReportMetric(float64(all.Milliseconds())/float64(b.N), "all-spawned-ms")
 }
