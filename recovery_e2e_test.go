@@ -531,6 +531,7 @@ func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
 func BenchmarkRecoveryStallDelay(b *testing.B) {
 	p := startObserver(b, "--threshold-ms", "20", "--recovery-cmd", "sleep 2")
 	var total, worst time.Duration
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		a := startAgent(b, p.socket, "--interval-ms", "5", "--hang-after", "3")
 		evs := p.waitEvents(10*time.Second, "the recovery spawned", func(evs []tsvEvent) bool {
