@@ -12,6 +12,7 @@ type observerStats struct {
 	evictedRetired    uint64
 	ioErrors          uint64
 	exportWriteErrors uint64
+	exportDropped     uint64 // event lines dropped because the buffer was full
 	recovery          [recoveryOutcomeCount]uint64
 	stallDelay        histogram
 	framesReceived    uint64

@@ -36,10 +36,13 @@ func newPoller() (*poller, error) {
 	return p, nil
 }
 
+// epollBits asks for EPOLLRDHUP only with read interest: a metrics client
+// that shut its write side while it still reads the response would
+// otherwise report ready on every wait, level-triggered, and spin the loop.
 func epollBits(read, write bool) uint32 {
-	var ev uint32 = unix.EPOLLRDHUP
+	var ev uint32
 	if read {
-		ev |= unix.EPOLLIN
+		ev |= unix.EPOLLIN | unix.EPOLLRDHUP
 	}
 	if write {
 		ev |= unix.EPOLLOUT

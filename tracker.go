@@ -19,6 +19,7 @@ type tracker struct {
 	mask       uint32
 	freeHead   int32
 	n          int
+	seq        uint64 // insertions so far: the born stamp of the newest slot
 	active     slotList
 	stalled    slotList
 	stalledOld slotList
@@ -45,7 +46,8 @@ type slot struct {
 	startTime  uint64 // process start time (Linux /proc/PID/stat field 22), 0 unknown
 	beats      uint64
 	stalls     uint64
-	lastRecov  int64 // monotonic ns of the last recovery attempt, 0 none
+	lastRecov  int64  // monotonic ns of the last recovery attempt, 0 none
+	born       uint64 // tracker.seq at insertion: a scrape renders only slots born before it began
 	prev, next int32
 	comm       [16]byte
 }
@@ -98,7 +100,8 @@ func (t *tracker) lookup(pid uint32) int32 {
 func (t *tracker) insert(pid uint32, now int64) int32 {
 	s := t.freeHead
 	t.freeHead = t.slots[s].next
-	t.slots[s] = slot{pid: pid, lastBeat: now, prev: noSlot, next: noSlot}
+	t.seq++
+	t.slots[s] = slot{pid: pid, lastBeat: now, prev: noSlot, next: noSlot, born: t.seq}
 	i := t.hash(pid)
 	for t.index[i] != noSlot {
 		i = (i + 1) & t.mask
