@@ -90,6 +90,25 @@ func assertNoZombies(t *testing.T, p *observerProc) {
 	}
 }
 
+// assertRecoveryMetrics waits until /metrics shows varta_recovery_total at
+// want for the outcomes named and at 0 for every other one: the label set
+// is exactly the seven outcomes.
+func assertRecoveryMetrics(t *testing.T, p *observerProc, want map[string]int) {
+	t.Helper()
+	outcomes := []string{"spawned", "debounced", "exit_0", "exit_nonzero", "killed", "spawn_failed", "refused"}
+	waitScrape(t, p, 5*time.Second, fmt.Sprintf("varta_recovery_total %v", want), func(body string) bool {
+		if strings.Count(body, "\nvarta_recovery_total{") != len(outcomes) {
+			return false
+		}
+		for _, o := range outcomes {
+			if sampleValue(body, `varta_recovery_total{outcome="`+o+`"}`) != strconv.Itoa(want[o]) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // waitDead waits until pid is dead.
 func waitDead(t *testing.T, pid int, what string) {
 	t.Helper()
@@ -255,7 +274,7 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 		{"spawn_failed", "--recovery-exec", "/nonexistent/restart-agent {pid}", "spawn_failed", "spawn_failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startObserver(t, "--threshold-ms", "50", tc.flag, tc.cmd)
+			p := startObserver(t, "--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", tc.flag, tc.cmd)
 			a := hungAgent(t, p.socket)
 			want := []string{"spawned", tc.want}
 			if tc.want == "spawn_failed" {
@@ -272,6 +291,11 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 					t.Errorf("recovery row %q: nonce and status columns must be -", e.line)
 				}
 			}
+			metrics := map[string]int{tc.metric: 1}
+			if tc.want != "spawn_failed" {
+				metrics["spawned"] = 1
+			}
+			assertRecoveryMetrics(t, p, metrics)
 			assertNoZombies(t, p)
 			if code := p.stop(); code != 0 {
 				t.Fatalf("exit status %d", code)
@@ -284,7 +308,7 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 // each beat (12 beats); with a 500 ms window, every stall is spawned or debounced and
 // spawns are at least a window apart.
 func TestRecoveryE2EDebounce(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "true", "--recovery-debounce-ms", "500")
+	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "true", "--recovery-debounce-ms", "500", "--prom-addr", "127.0.0.1:0")
 	a := startAgent(t, p.socket, "--interval-ms", "150", "--count", "12")
 	a.waitExit(t, 10*time.Second)
 	evs := p.waitEvents(5*time.Second, "a recovery row for every stall", func(evs []tsvEvent) bool {
@@ -322,6 +346,7 @@ func TestRecoveryE2EDebounce(t *testing.T) {
 		t.Fatalf("%d spawned, %d debounced: want the window to both hold and re-open", spawned, debounced)
 	}
 	t.Logf("%d stalls: %d spawned, %d debounced", len(stalls), spawned, debounced)
+	assertRecoveryMetrics(t, p, map[string]int{"spawned": spawned, "debounced": debounced, "exit_0": spawned})
 	assertNoZombies(t, p)
 	if code := p.stop(); code != 0 {
 		t.Fatalf("exit status %d", code)
@@ -342,7 +367,7 @@ func filterSpawnDebounce(evs []tsvEvent, pid string) []tsvEvent {
 // process group: the shell and the sleep it started.
 func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 	dir := shortTempDir(t)
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-timeout-ms", "300",
+	p := startObserver(t, "--threshold-ms", "50", "--recovery-timeout-ms", "300", "--prom-addr", "127.0.0.1:0",
 		"--recovery-cmd", "sleep 30 & echo $! > "+dir+"/gc.{pid}; wait")
 	a := hungAgent(t, p.socket)
 	evs := p.waitEvents(10*time.Second, "recovery killed", func(evs []tsvEvent) bool {
@@ -367,6 +392,7 @@ func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), `msg="recovery killed" pid=`+a.pid) {
 		t.Error("no log line for the kill")
 	}
+	assertRecoveryMetrics(t, p, map[string]int{"spawned": 1, "killed": 1})
 	assertNoZombies(t, p)
 	if code := p.stop(); code != 0 {
 		t.Fatalf("exit status %d", code)
