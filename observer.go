@@ -502,6 +502,9 @@ func (o *observer) logStart() {
 		o.log.warn("this system attaches no per-datagram credentials: frame pids are trusted on the strength of the socket mode, and recovery is refused",
 			fStr("socket_mode", fmt.Sprintf("%04o", o.cfg.socketMode)))
 	}
+	if o.rec != nil {
+		o.rec.logStart()
+	}
 	if q, err := maxDgramQlen(); err == nil {
 		need := recommendedQlen(o.cfg.trackerCapacity)
 		o.log.info("socket queue limit", fStr("sysctl", "net.unix.max_dgram_qlen"), fInt("datagrams", int64(q)))
