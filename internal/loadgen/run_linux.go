@@ -36,6 +36,11 @@ type Config struct {
 
 	// Stop ends the run early when closed (e.g. on SIGINT).
 	Stop <-chan struct{}
+
+	// Nonces, when not nil, holds each agent's last nonce (len(Pids)
+	// entries) and is updated in place, so that one run can continue
+	// another's agents. Otherwise every agent starts again from nonce 1.
+	Nonces []uint64
 }
 
 // Result is what a run did, as counted by the sender.
@@ -56,6 +61,9 @@ type Result struct {
 	// SilenceMono is CLOCK_MONOTONIC (ns) when the silence began, the
 	// observer's clock.
 	SilenceMono int64 `json:"silence_mono_ns,omitempty"`
+	// LostPerSecond counts the lost beats of each second of a paced run,
+	// to tell start-up losses from steady-state ones.
+	LostPerSecond []int64 `json:"lost_per_second,omitempty"`
 }
 
 // The runtime reads the monotonic clock through the vDSO; x/sys's
@@ -103,6 +111,11 @@ func Run(cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	defer s.Close()
+	if cfg.Nonces == nil {
+		cfg.Nonces = make([]uint64, n)
+	} else if len(cfg.Nonces) != n {
+		return Result{}, errors.New("loadgen: need one nonce per pid")
+	}
 	if cfg.Flood {
 		return runFlood(s, cfg)
 	}
@@ -120,7 +133,7 @@ func stopped(c <-chan struct{}) bool {
 
 func runFlood(s *Sender, cfg Config) (Result, error) {
 	n := len(cfg.Pids)
-	nonces := make([]uint64, n)
+	nonces := cfg.Nonces
 	res := Result{Mode: "flood", Agents: n}
 	start := Mono()
 	end := int64(-1)
@@ -158,7 +171,7 @@ func runFlood(s *Sender, cfg Config) (Result, error) {
 
 func runPaced(s *Sender, cfg Config) (Result, error) {
 	n := len(cfg.Pids)
-	nonces := make([]uint64, n)
+	nonces := cfg.Nonces
 	silent := make([]bool, n)
 	res := Result{Mode: "paced", Agents: n, RateHz: cfg.RateHz}
 	if cfg.SilenceEvery > 0 {
@@ -207,6 +220,11 @@ func runPaced(s *Sender, cfg Config) (Result, error) {
 			res.Sent++
 		} else {
 			res.Lost++
+			sec := int((due - start) / 1e9)
+			for len(res.LostPerSecond) <= sec {
+				res.LostPerSecond = append(res.LostPerSecond, 0)
+			}
+			res.LostPerSecond[sec]++
 		}
 	}
 	res.DurationSec = float64(Mono()-start) / 1e9
