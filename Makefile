@@ -8,7 +8,7 @@ BIN      := varta-watch
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test unit run demo cross bench fuzz clean
+.PHONY: all build test test-qemu run demo cross bench fuzz clean
 
 all: build
 
@@ -21,6 +21,20 @@ test: build
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory test-qemu
+
+# The unit tests again, compiled for ARM and MIPS and run under qemu-user
+# (the end-to-end qemu runs are part of the main suite: TestQemuBeatStallScrape).
+test-qemu:
+	@for t in "arm GOARM=7 qemu-arm-static" "mipsle GOMIPS=softfloat qemu-mipsel-static"; do \
+		set -- $$t; \
+		if command -v $$3 >/dev/null 2>&1; then \
+			echo "unit tests for linux/$$1 ($$2) under $$3"; \
+			env VARTA_E2E=0 GOARCH=$$1 $$2 $(GO) test -count=1 -timeout 20m -exec $$3 . ./internal/... || exit 1; \
+		else \
+			echo "SKIP: $$3 not installed: unit tests for linux/$$1 not run under qemu"; \
+		fi; \
+	done
 
 run: build
 	mkdir -p run
@@ -41,3 +55,8 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) dist run
+
+demo: build
+	mkdir -p run
+	$(GO) build -o run/varta-agent ./internal/cmd/varta-agent
+	$(GO) run ./internal/cmd/varta-demo --observer ./$(BIN) --agent run/varta-agent

@@ -30,6 +30,9 @@ var (
 // binaries builds ./varta-watch and the test agent once per test run.
 func binaries(t testing.TB) {
 	t.Helper()
+	if os.Getenv("VARTA_E2E") == "0" {
+		t.Skip("VARTA_E2E=0: end-to-end tests off (unit tests under qemu run this way)")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "varta-bin")
 		if buildErr != nil {
@@ -101,6 +104,13 @@ type observerProc struct {
 func startObserver(t testing.TB, args ...string) *observerProc {
 	t.Helper()
 	binaries(t)
+	return startObserverCmd(t, []string{observerBin}, args...)
+}
+
+// startObserverCmd is startObserver for another build of the observer:
+// argv0 is the command prefix, e.g. {"qemu-arm-static", "/tmp/x/varta-watch"}.
+func startObserverCmd(t testing.TB, argv0 []string, args ...string) *observerProc {
+	t.Helper()
 	p := &observerProc{t: t, dir: shortTempDir(t), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.socket = filepath.Join(p.dir, "s.sock")
 	p.events = filepath.Join(p.dir, "events.tsv")
@@ -126,7 +136,7 @@ func startObserver(t testing.TB, args ...string) *observerProc {
 		args = append(args, "--export-file", p.events)
 	}
 	_, wantProm := has("--prom-addr")
-	p.cmd = exec.Command(observerBin, args...)
+	p.cmd = exec.Command(argv0[0], append(append([]string{}, argv0[1:]...), args...)...)
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -133,6 +133,12 @@ func (o *observer) run() error {
 			break
 		}
 	}
+	if err == nil {
+		// Frames already queued when the stop came were sent before it:
+		// judge them too, so their events reach the file.
+		o.drainSocket()
+		o.fireDeadlines(monoNow())
+	}
 	o.shutdown()
 	return err
 }
@@ -375,7 +381,7 @@ func (o *observer) fireDeadlines(now int64) {
 	if o.nextHwFeed != 0 && now >= o.nextHwFeed {
 		o.feedHW(now)
 	}
-	if o.stopAt != 0 && now >= o.stopAt {
+	if o.stopAt != 0 && now >= o.stopAt && !o.stopping {
 		o.log.info("shutdown-after-secs reached", fInt("secs", o.cfg.shutdownAfterSecs))
 		o.stopping = true
 	}
