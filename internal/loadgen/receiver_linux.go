@@ -16,6 +16,14 @@ import (
 // what the observer must do at the least (take each datagram and its
 // kernel credentials off the queue) and nothing else, so its rate is this
 // machine's limit for one reader.
+//
+// recvmsg is issued with RawSyscall, as a C program would, bypassing the
+// Go scheduler: through Syscall, a goroutine that only ever blocks in
+// syscalls has its P retaken by sysmon at every call once it looks like a
+// 10 ms hog, and each wakeup then costs futex wakes of other threads; the
+// "limit" would measure the Go runtime instead of the kernel. Blocking in a
+// raw syscall is safe here: the loop allocates nothing, and SO_RCVTIMEO
+// bounds each call so a stop or a stop-the-world is never held for long.
 type Receiver struct {
 	fd   int
 	path string
@@ -69,7 +77,7 @@ func (r *Receiver) Run(stop <-chan struct{}) (ReceiverResult, error) {
 	var res ReceiverResult
 	for {
 		r.msg.SetControllen(len(r.oob))
-		n, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msg)), 0)
+		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msg)), 0)
 		switch e {
 		case 0:
 		case unix.EINTR:

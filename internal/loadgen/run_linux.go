@@ -5,6 +5,7 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -192,13 +193,21 @@ func runPaced(s *Sender, cfg Config) (Result, error) {
 		silenceAt = start + int64(cfg.SilenceAt)
 		res.SilenceMono = silenceAt
 	}
-	var maxLag int64
+	var maxLag, lastYield int64
 	for k := int64(0); ; {
 		due := start + int64(float64(k)*interval)
 		if due >= end || stopped(cfg.Stop) {
 			break
 		}
 		now := Mono()
+		if now-lastYield > 5_000_000 {
+			// A goroutine that only ever blocks in syscalls looks like a
+			// hog to sysmon, which then retakes its P at every sleep
+			// (futex wakes of other threads each time); passing through
+			// the scheduler now and then keeps the sender cheap.
+			runtime.Gosched()
+			lastYield = now
+		}
 		if due > now {
 			sleepUntil(due)
 			continue
