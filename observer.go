@@ -55,6 +55,7 @@ type observer struct {
 	hwInterval  int64
 
 	lastYield  int64 // monotonic ns of the last runtime.Gosched, see iterate
+	coal       coalescer
 	stopping   bool
 	signals    atomic.Uint32
 	sigc       chan os.Signal
@@ -77,6 +78,9 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		}
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
+	if q, err := maxDgramQlen(); err == nil && coalesceEnabled {
+		o.coal = newCoalescer(q)
+	}
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
@@ -174,6 +178,11 @@ func (o *observer) iterate() error {
 		runtime.Gosched()
 		o.lastYield = now
 	}
+	if p := o.coal.pause(o.timeout(now)); p > 0 {
+		pauseNs(p) // let a few beats queue up, see coalesce.go
+		now = monoNow()
+	}
+	received := o.stats.framesReceived
 	n, err := o.poll.wait(o.pollEvents[:], o.timeout(now))
 	if err != nil {
 		return err
@@ -195,6 +204,7 @@ func (o *observer) iterate() error {
 	}
 	o.handleSignals(monoNow())
 	o.fireDeadlines(monoNow())
+	o.coal.note(int64(o.stats.framesReceived-received), now)
 	return nil
 }
 

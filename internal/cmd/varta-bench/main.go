@@ -56,6 +56,7 @@ var (
 	thresholdMs = flag.Int("threshold-ms", 1500, "observer threshold in the steady scenario (beats come every 1000 ms)")
 	goBench     = flag.Bool("go-bench", true, "run the Go benchmarks (go test -run '^$' -bench . -benchmem ./...)")
 	scenarios   = flag.String("scenarios", "idle,steady,flood", "which end-to-end scenarios to run")
+	observerB   = flag.String("observer-b", "", "with --scenarios ab: a second binary to compare with --observer at 4096 × 1 Hz, alternating")
 	bareRecv    = flag.String("bare-receiver", "", "internal: be the bare receiver on this socket until SIGTERM")
 )
 
@@ -181,6 +182,12 @@ func run() error {
 	if want("steady") {
 		progress("steady: %d agents × 1 Hz for %v, /metrics scraped every second, every 4th agent silent from %v", *agents, *steadyDur, steadySilenceAt())
 		if r.Steady, err = runSteady(kids.Pids, r.PromEndpoint); err != nil {
+			return err
+		}
+	}
+
+	if want("ab") {
+		if err := runAB(kids.Pids); err != nil {
 			return err
 		}
 	}
@@ -1009,4 +1016,51 @@ func fmtNum(x float64) string {
 		return "-"
 	}
 	return strconv.FormatFloat(x, 'f', -1, 64)
+}
+
+// runAB alternates two observer binaries under the same 1 Hz load and
+// reports each one's CPU, context switches and lost beats per round.
+func runAB(pids []uint32) error {
+	if *observerB == "" {
+		return errors.New("--scenarios ab needs --observer-b")
+	}
+	bins := []string{*observerBin, *observerB}
+	for i := range bins {
+		if abs, err := filepath.Abs(bins[i]); err == nil {
+			bins[i] = abs
+		}
+	}
+	saved := *observerBin
+	defer func() { *observerBin = saved }()
+	for round := 0; round < *rounds; round++ {
+		for i, bin := range bins {
+			*observerBin = bin
+			p, err := startObserver("ab", false, nil, "--threshold-ms", "60000", "--tracker-capacity", strconv.Itoa(len(pids)))
+			if err != nil {
+				return err
+			}
+			var cpu, sw float64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				time.Sleep(4 * time.Second)
+				c0, s0, t0 := cpuTicks(p.pid()), taskSwitches(p.pid()), time.Now()
+				time.Sleep(7 * time.Second)
+				c1, s1 := cpuTicks(p.pid()), taskSwitches(p.pid())
+				d := time.Since(t0).Seconds()
+				cpu = 100 * float64(c1-c0) / clockTicks / d
+				n, _ := sumSwitchDelta(s0, s1)
+				sw = float64(n) / d
+			}()
+			load, err := loadgen.Run(loadgen.Config{Socket: p.sock, Pids: pids, RateHz: 1, Duration: 12 * time.Second})
+			<-done
+			p.stop()
+			p.remove()
+			if err != nil {
+				return err
+			}
+			progress("  ab round %d %s: CPU %.2f%%, %.0f switches/s, lost %d of %d, load average %s", round+1, string("AB"[i]), cpu, sw, load.Lost, load.Sent+load.Lost, loadavg())
+		}
+	}
+	return nil
 }
