@@ -65,6 +65,13 @@ type Result struct {
 	// LostPerSecond counts the lost beats of each second of a paced run,
 	// to tell start-up losses from steady-state ones.
 	LostPerSecond []int64 `json:"lost_per_second,omitempty"`
+	// LostLate counts the lost beats that went out more than LateAfter
+	// behind schedule: the sender itself was not scheduled in time and
+	// then sent its overdue beats back to back, a burst that a queue of
+	// 10 cannot hold whatever the receiver does.
+	LostLate int64 `json:"lost_late,omitempty"`
+	// Late counts beats sent more than LateAfter behind schedule.
+	Late int64 `json:"late,omitempty"`
 }
 
 // The runtime reads the monotonic clock through the vDSO; x/sys's
@@ -79,6 +86,10 @@ func monoRaw() int64 {
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
 }
+
+// LateAfter is how far behind its schedule a paced beat may go out before
+// it counts as late.
+const LateAfter = time.Millisecond
 
 // Mono returns CLOCK_MONOTONIC in nanoseconds, the clock the observer
 // stamps its events with.
@@ -212,7 +223,8 @@ func runPaced(s *Sender, cfg Config) (Result, error) {
 			sleepUntil(due)
 			continue
 		}
-		if lag := now - due; lag > maxLag {
+		lag := now - due
+		if lag > maxLag {
 			maxLag = lag
 		}
 		i := int(k % int64(n))
@@ -225,10 +237,17 @@ func runPaced(s *Sender, cfg Config) (Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[i], err)
 		}
+		late := lag > int64(LateAfter)
+		if late {
+			res.Late++
+		}
 		if ok {
 			res.Sent++
 		} else {
 			res.Lost++
+			if late {
+				res.LostLate++
+			}
 			sec := int((due - start) / 1e9)
 			for len(res.LostPerSecond) <= sec {
 				res.LostPerSecond = append(res.LostPerSecond, 0)

@@ -737,6 +737,7 @@ func runSteady(pids []uint32, prom bool) (steadyResult, error) {
 		r.DelayP50Ms, r.DelayP99Ms, r.DelayMaxMs, r.DelayMinMs = percentile(delays, 50), percentile(delays, 99), percentile(delays, 100), percentile(delays, 0)
 	}
 	progress("  steady: lost per second %v", load.LostPerSecond)
+	progress("  steady: %d beats sent > 1 ms late, %d of the lost ones", load.Late, load.LostLate)
 	progress("  steady: sent %d lost %d (max sender lag %.0f µs); CPU %.2f%% (%d ticks in %.1f s), %.0f switches/s; RSS %d kB, HWM %d kB",
 		load.Sent, load.Lost, load.MaxLagUs, r.CPUPercent, r.CPUTicks, r.CPUWindowS, r.SwitchesPerS, r.RSSKB, r.HWMKB)
 	progress("  stalls: %d of %d silenced agents, %d others; delay p50 %.3f p99 %.3f max %.3f min %.3f ms; scrapes %d (errors %d) p50 %.2f ms max %.2f ms, %d bytes",
@@ -957,8 +958,8 @@ func renderTable(r *results) string {
 	if !r.PromEndpoint {
 		scraped = "**not scraped: no /metrics in this build**"
 	}
-	w("| beats lost to a full socket queue (%d agents × 1 Hz, %s, max_dgram_qlen %s) | 0 | %d of %d (sender max lag behind schedule %.0f µs) | %s |\n",
-		*agents, scraped, r.Machine["qlen"], s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.MaxLagUs, verdict(s.Load.Lost == 0 && r.PromEndpoint))
+	w("| beats lost to a full socket queue (%d agents × 1 Hz, %s, max_dgram_qlen %s) | 0 | %d of %d (%d of them sent > 1 ms late by a descheduled sender, in catch-up bursts; %d beats late in all, max lag %.1f ms) | %s |\n",
+		*agents, scraped, r.Machine["qlen"], s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.LostLate, s.Load.Late, s.Load.MaxLagUs/1000, verdict(s.Load.Lost == 0 && r.PromEndpoint))
 	w("| CPU at %d agents × 1 Hz (utime+stime over %.0f s%s) | ≤ 1 %% of one core | %.2f %% (%.0f context switches/s) | %s |\n",
 		*agents, s.CPUWindowS, map[bool]string{true: ", scraped every second", false: ""}[r.PromEndpoint], s.CPUPercent, s.SwitchesPerS, verdict(s.CPUPercent <= 1))
 	w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
@@ -1059,7 +1060,7 @@ func runAB(pids []uint32) error {
 			if err != nil {
 				return err
 			}
-			progress("  ab round %d %s: CPU %.2f%%, %.0f switches/s, lost %d of %d, load average %s", round+1, string("AB"[i]), cpu, sw, load.Lost, load.Sent+load.Lost, loadavg())
+			progress("  ab round %d %s: CPU %.2f%%, %.0f switches/s, lost %d of %d (%d sent late by the sender), load average %s", round+1, string("AB"[i]), cpu, sw, load.Lost, load.Sent+load.Lost, load.LostLate, loadavg())
 		}
 	}
 	return nil
