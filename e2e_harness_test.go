@@ -104,12 +104,14 @@ type observerProc struct {
 func startObserver(t testing.TB, args ...string) *observerProc {
 	t.Helper()
 	binaries(t)
-	return startObserverCmd(t, []string{observerBin}, args...)
+	return startObserverCmd(t, []string{observerBin}, nil, args...)
 }
 
-// startObserverCmd is startObserver for another build of the observer:
-// argv0 is the command prefix, e.g. {"qemu-arm-static", "/tmp/x/varta-watch"}.
-func startObserverCmd(t testing.TB, argv0 []string, args ...string) *observerProc {
+// startObserverCmd is startObserver for another build of the observer or
+// another environment: argv0 is the command prefix, e.g.
+// {"qemu-arm-static", "/tmp/x/varta-watch"}; env entries are added to the
+// test's environment.
+func startObserverCmd(t testing.TB, argv0, env []string, args ...string) *observerProc {
 	t.Helper()
 	p := &observerProc{t: t, dir: shortTempDir(t), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.socket = filepath.Join(p.dir, "s.sock")
@@ -138,6 +140,7 @@ func startObserverCmd(t testing.TB, argv0 []string, args ...string) *observerPro
 	_, wantProm := has("--prom-addr")
 	p.cmd = exec.Command(argv0[0], append(append([]string{}, argv0[1:]...), args...)...)
 	p.cmd.Stderr = p.stderr
+	p.cmd.Env = append(os.Environ(), env...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
