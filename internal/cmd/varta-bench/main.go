@@ -543,7 +543,11 @@ type goBenchLine struct {
 	AllocsPerOp float64 `json:"allocs_op"`
 }
 
-var benchLineRE = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op\s+([\d.]+) allocs/op)?`)
+var (
+	benchLineRE   = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op`)
+	benchBytesRE  = regexp.MustCompile(`\s([\d.]+) B/op`)
+	benchAllocsRE = regexp.MustCompile(`\s([\d.]+) allocs/op`)
+)
 
 func runGoBench() ([]goBenchLine, error) {
 	goBin := os.Getenv("GO")
@@ -564,9 +568,11 @@ func runGoBench() ([]goBenchLine, error) {
 		}
 		g := goBenchLine{Name: m[1], BytesPerOp: -1, AllocsPerOp: -1}
 		g.NsPerOp, _ = strconv.ParseFloat(m[2], 64)
-		if m[3] != "" {
-			g.BytesPerOp, _ = strconv.ParseFloat(m[3], 64)
-			g.AllocsPerOp, _ = strconv.ParseFloat(m[4], 64)
+		if b := benchBytesRE.FindStringSubmatch(l); b != nil {
+			g.BytesPerOp, _ = strconv.ParseFloat(b[1], 64)
+		}
+		if a := benchAllocsRE.FindStringSubmatch(l); a != nil {
+			g.AllocsPerOp, _ = strconv.ParseFloat(a[1], 64)
 		}
 		lines = append(lines, g)
 	}
