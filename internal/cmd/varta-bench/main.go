@@ -384,6 +384,21 @@ func cpuTicks(pid int) int64 {
 	return u + st
 }
 
+// cpuNs sums the first field of /proc/PID/task/*/schedstat: time on a CPU
+// in ns, of every thread (finer than the clock ticks of /proc/PID/stat).
+func cpuNs(pid int) int64 {
+	var sum int64
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		f := strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name())))
+		if len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += n
+		}
+	}
+	return sum
+}
+
 // clockTicks is USER_HZ, 100 on every Linux architecture that matters.
 const clockTicks = 100
 
@@ -621,6 +636,7 @@ type steadyResult struct {
 	CPUWindowS    float64        `json:"cpu_window_s"`
 	CPUTicks      int64          `json:"cpu_ticks"`
 	CPUPercent    float64        `json:"cpu_percent"`
+	CPUSchedPct   float64        `json:"cpu_schedstat_percent"`
 	SwitchesPerS  float64        `json:"switches_per_s"`
 	RSSKB         int64          `json:"rss_kb"`
 	HWMKB         int64          `json:"hwm_kb"`
@@ -662,10 +678,11 @@ func runSteady(pids []uint32, prom bool) (steadyResult, error) {
 	go func() {
 		defer close(sampled)
 		time.Sleep(cpuFrom)
-		c0, s0, t0 := cpuTicks(pid), taskSwitches(pid), time.Now()
+		c0, n0, s0, t0 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid), time.Now()
 		time.Sleep(cpuTo - cpuFrom)
-		c1, s1 := cpuTicks(pid), taskSwitches(pid)
+		c1, n1, s1 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid)
 		r.CPUWindowS = time.Since(t0).Seconds()
+		r.CPUSchedPct = 100 * float64(n1-n0) / 1e9 / r.CPUWindowS
 		r.CPUTicks = c1 - c0
 		r.CPUPercent = 100 * float64(r.CPUTicks) / clockTicks / r.CPUWindowS
 		sw, _ := sumSwitchDelta(s0, s1)
@@ -969,8 +986,8 @@ func renderTable(r *results) string {
 	}
 	w("| beats lost to a full socket queue (%d agents × 1 Hz, %s, max_dgram_qlen %s) | 0 | %d of %d (%d of them sent > 1 ms late by a descheduled sender, in catch-up bursts; %d beats late in all, max lag %.1f ms) | %s |\n",
 		*agents, scraped, r.Machine["qlen"], s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.LostLate, s.Load.Late, s.Load.MaxLagUs/1000, verdict(s.Load.Lost == 0 && r.PromEndpoint))
-	w("| CPU at %d agents × 1 Hz (utime+stime over %.0f s%s) | ≤ 1 %% of one core | %.2f %% (%.0f context switches/s) | %s |\n",
-		*agents, s.CPUWindowS, map[bool]string{true: ", scraped every second", false: ""}[r.PromEndpoint], s.CPUPercent, s.SwitchesPerS, verdict(s.CPUPercent <= 1))
+	w("| CPU at %d agents × 1 Hz (utime+stime of /proc/PID/stat over %.0f s%s) | ≤ 1 %% of one core | %.2f %% (schedstat: %.2f %%; %.0f context switches/s) | %s |\n",
+		*agents, s.CPUWindowS, map[bool]string{true: ", scraped every second", false: ""}[r.PromEndpoint], s.CPUPercent, s.CPUSchedPct, s.SwitchesPerS, verdict(s.CPUPercent <= 1))
 	w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
 		r.Idle.Threads, r.Idle.Seconds, r.Idle.WakeupsPerS, r.Idle.Switches, r.Idle.Seconds, verdict(r.Idle.Switches == 0))
 	w("| RSS with %d agents tracked | ≤ 4 MB | VmRSS %.2f MiB (anonymous %.2f, file-backed %.2f: the binary's pages in use), VmHWM %.2f MiB; idle, no agents: %.2f MiB | %s |\n",
@@ -1055,15 +1072,16 @@ func runAB(pids []uint32) error {
 			if err != nil {
 				return err
 			}
-			var cpu, sw float64
+			var cpu, cpuS, sw float64
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
 				time.Sleep(4 * time.Second)
-				c0, s0, t0 := cpuTicks(p.pid()), taskSwitches(p.pid()), time.Now()
+				c0, n0, s0, t0 := cpuTicks(p.pid()), cpuNs(p.pid()), taskSwitches(p.pid()), time.Now()
 				time.Sleep(7 * time.Second)
-				c1, s1 := cpuTicks(p.pid()), taskSwitches(p.pid())
+				c1, n1, s1 := cpuTicks(p.pid()), cpuNs(p.pid()), taskSwitches(p.pid())
 				d := time.Since(t0).Seconds()
+				cpuS = 100 * float64(n1-n0) / 1e9 / d
 				cpu = 100 * float64(c1-c0) / clockTicks / d
 				n, _ := sumSwitchDelta(s0, s1)
 				sw = float64(n) / d
@@ -1075,7 +1093,7 @@ func runAB(pids []uint32) error {
 			if err != nil {
 				return err
 			}
-			progress("  ab round %d %s: CPU %.2f%%, %.0f switches/s, lost %d of %d (%d sent late by the sender), load average %s", round+1, string("AB"[i]), cpu, sw, load.Lost, load.Sent+load.Lost, load.LostLate, loadavg())
+			progress("  ab round %d %s: CPU %.2f%% (schedstat %.2f%%), %.0f switches/s, lost %d of %d (%d sent late by the sender), load average %s", round+1, string("AB"[i]), cpu, cpuS, sw, load.Lost, load.Sent+load.Lost, load.LostLate, loadavg())
 		}
 	}
 	return nil
