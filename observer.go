@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,10 +16,11 @@ import (
 // net.unix.max_dgram_qlen (default 10) datagrams on the socket, so no step
 // may run long before the socket is drained again.
 const (
-	recvBudget     = 256 // datagrams read per drain before deadlines get a turn
-	stallBudget    = 256 // stalls surfaced per iteration
-	livenessBudget = 64  // /proc liveness checks per iteration
-	retireFactor   = 10  // retirement/eviction after retireFactor × threshold
+	recvBudget     = 256       // datagrams read per drain before deadlines get a turn
+	stallBudget    = 256       // stalls surfaced per iteration
+	livenessBudget = 64        // /proc liveness checks per iteration
+	retireFactor   = 10        // retirement/eviction after retireFactor × threshold
+	yieldInterval  = 5_000_000 // ns between two passes through the scheduler, see iterate
 )
 
 // Signal bits set by the signal goroutine and consumed by the loop.
@@ -52,6 +54,8 @@ type observer struct {
 	nextHwFeed  int64
 	hwInterval  int64
 
+	lastYield  int64 // monotonic ns of the last runtime.Gosched, see iterate
+	coal       coalescer
 	stopping   bool
 	signals    atomic.Uint32
 	sigc       chan os.Signal
@@ -75,6 +79,9 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		}
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
+	if q, err := maxDgramQlen(); err == nil && coalesceEnabled {
+		o.coal = newCoalescer(q)
+	}
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
@@ -122,6 +129,15 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 
 // run serves until a stop signal or --shutdown-after-secs, then shuts down.
 func (o *observer) run() error {
+	// With a single P (GOMAXPROCS=1, the default on a one-core router)
+	// sysmon retakes the P from any syscall that lasts 20 µs, because no
+	// idle P is left: every epoll_wait that sleeps then ends in a handoff
+	// and futex wakes (strace, one CPU: 1.7 futex calls per beat with one
+	// P, 0.7 with two). A second P costs nothing while idle. An explicit
+	// GOMAXPROCS from the environment is left alone.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 	o.logStart()
 	now := monoNow()
 	if o.hwdog != nil {
@@ -152,6 +168,26 @@ func (o *observer) run() error {
 // drain the socket, serve connections a bounded step, fire due deadlines.
 func (o *observer) iterate() error {
 	now := monoNow()
+	if now-o.lastYield >= yieldInterval {
+		// The loop goroutine blocks only in syscalls, never in the
+		// scheduler, so its P's schedtick never moves: after 10 ms sysmon
+		// takes it for a goroutine hogging the P and retakes the P at
+		// every wait, and each wakeup then costs futex wakes of sysmon
+		// and of a spinning M (strace at 512 beats/s: 2.4 to 6 futex
+		// calls per beat; at 4096 beats/s about 4 context switches per
+		// beat, see BENCHMARKS.md). Passing through the scheduler every
+		// few ms (no syscall; the only runnable goroutine is this one)
+		// shows progress, so the P stays with the loop while it waits:
+		// 0.7 futex calls per beat at 512/s, all from this Gosched's
+		// wakep. An idle loop does not turn, so it costs nothing idle.
+		runtime.Gosched()
+		o.lastYield = now
+	}
+	if p := o.coal.pause(o.timeout(now)); p > 0 {
+		pauseNs(p) // let a few beats queue up, see coalesce.go
+		now = monoNow()
+	}
+	received := o.stats.framesReceived
 	n, err := o.poll.wait(o.pollEvents[:], o.timeout(now))
 	if err != nil {
 		return err
@@ -173,6 +209,7 @@ func (o *observer) iterate() error {
 	}
 	o.handleSignals(monoNow())
 	o.fireDeadlines(monoNow())
+	o.coal.note(int64(o.stats.framesReceived-received), now)
 	return nil
 }
 

@@ -22,6 +22,8 @@ type vlpSocket struct {
 	iov unix.Iovec
 	msg unix.Msghdr
 	fds [maxRightsFds]int32
+
+	batch recvBatch // Linux: datagrams taken off the queue by one recvmmsg(2)
 }
 
 // oobSize is the control buffer of one recvmsg: SCM_CREDENTIALS plus room
@@ -130,9 +132,15 @@ type recvResult struct {
 // SCM_RIGHTS are closed. It returns the errno, not an error, so that the
 // common EAGAIN does not box a value.
 func (s *vlpSocket) recv() (recvResult, unix.Errno) {
+	if recvBatchSize > 1 {
+		return s.recvBatched()
+	}
 	s.msg.SetControllen(len(s.oob))
 	s.msg.Flags = 0
-	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msg)), recvFlags)
+	// RawSyscall: with MSG_DONTWAIT on a non-blocking socket the call never
+	// blocks, so the scheduler need not be told (entersyscall/exitsyscall
+	// cost on every datagram otherwise).
+	r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msg)), recvFlags)
 	if e != 0 {
 		return recvResult{}, e
 	}

@@ -35,3 +35,11 @@ func newSocket(domain, typ int) (int, error) {
 	}
 	return fd, nil
 }
+
+// recvBatchSize 1: recv reads one datagram per recvmsg(2) here; recvmmsg
+// is Linux's (and FreeBSD's, but not Darwin's or OpenBSD's).
+const recvBatchSize = 1
+
+type recvBatch struct{}
+
+func (s *vlpSocket) recvBatched() (recvResult, unix.Errno) { return recvResult{}, unix.ENOSYS }
