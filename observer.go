@@ -476,12 +476,15 @@ func (o *observer) ioError(now int64, op string, err error) {
 // startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
 // bits the loop reads, waking the poller.
 func (o *observer) startSignals() {
-	o.sigc = make(chan os.Signal, 16)
-	o.sigDone = make(chan struct{})
-	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
+	if o.sigc != nil {
+		return // already routed (newObserver does it before binding)
+	}
+	sigc, done := make(chan os.Signal, 16), make(chan struct{})
+	o.sigc, o.sigDone = sigc, done
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
 	go func() {
-		defer close(o.sigDone)
-		for s := range o.sigc {
+		defer close(done)
+		for s := range sigc {
 			var bit uint32
 			switch s {
 			case syscall.SIGINT, syscall.SIGTERM:
