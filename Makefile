@@ -44,8 +44,11 @@ run: build
 cross:
 	./cross
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 .
+# The benchmark suite (BENCHMARKS.md): the Go benchmarks and the end-to-end
+# load scenarios against the built binary, as root, printing one table.
+# Raw results and logs go to run/bench/. Takes about three minutes.
+bench: build
+	GO=$(GO) $(GO) run ./internal/cmd/varta-bench --observer ./$(BIN) $(BENCHFLAGS)
 
 # Every fuzz target of every package, FUZZTIME each (go test -fuzz takes
 # one target at a time). Narrow with FUZZ=regexp, e.g. make fuzz FUZZ=Parse.

@@ -121,11 +121,8 @@ func parseIntFlag(name, v string, lo, hi int64) (int64, error) {
 // parseMode accepts 600, 0600 and 0o600.
 func parseMode(name, v string) (uint32, error) {
 	s := strings.TrimPrefix(strings.TrimPrefix(v, "0o"), "0O")
-	if s == "" {
-		s = "0"
-	}
 	n, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || v == "" {
+	if err != nil { // also "" and a bare "0o"
 		return 0, flagErrorf("%s: %q is not an octal mode such as 0600", name, v)
 	}
 	if n > 0o777 {

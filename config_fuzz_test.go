@@ -18,6 +18,8 @@ import (
 func FuzzParseArgs(f *testing.F) {
 	f.Add("--socket\x00/run/varta.sock\x00--threshold-ms\x002000")
 	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=[::1]:0\x00--socket-mode=0o660")
+	f.Add("--socket-mode=0o\x00-h")
+	f.Add("--prom-addr\x00[::1]:0\x00--recovery-exec\x00 \x00--")
 	f.Fuzz(func(t *testing.T, line string) {
 		var args []string
 		if line != "" {

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -1149,42 +1148,6 @@ func rawHTTP(addr, req string, timeout time.Duration) (string, error) {
 	}
 	b, err := io.ReadAll(c)
 	return string(b), err
-}
-
-// TestSIGTERMRightAfterStart sends SIGTERM the moment the socket appears,
-// as a supervisor that saw it might. From then on the observer must stop
-// cleanly (exit 0, socket removed), never die of the signal's default
-// action with its socket left behind.
-func TestSIGTERMRightAfterStart(t *testing.T) {
-	binaries(t)
-	for i := 0; i < 30; i++ {
-		dir := shortTempDir(t)
-		sock := filepath.Join(dir, "s.sock")
-		cmd := exec.Command(observerBin, "--socket", sock, "--threshold-ms", "100", "--export-file", filepath.Join(dir, "ev.tsv"))
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, err := os.Lstat(sock); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatal("socket never appeared")
-			}
-			runtime.Gosched()
-		}
-		cmd.Process.Signal(unix.SIGTERM)
-		cmd.Wait()
-		if code := cmd.ProcessState.ExitCode(); code != 0 {
-			t.Fatalf("run %d: SIGTERM right after the socket appeared: %v, want exit 0", i, cmd.ProcessState)
-		}
-		if _, err := os.Lstat(sock); err == nil {
-			t.Fatalf("run %d: socket left behind", i)
-		}
-	}
 }
 
 // mountTinyTmpfs mounts a tmpfs of size bytes in a fresh directory and

@@ -431,7 +431,7 @@ func TestSlowRequestIsDropped(t *testing.T) {
 	o := newLoopObserver(t, 4, 10_000)
 	p := o.prom
 	c := newScrapeClient(t, o, "")
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,10 +16,11 @@ import (
 // net.unix.max_dgram_qlen (default 10) datagrams on the socket, so no step
 // may run long before the socket is drained again.
 const (
-	recvBudget     = 256 // datagrams read per drain before deadlines get a turn
-	stallBudget    = 256 // stalls surfaced per iteration
-	livenessBudget = 64  // /proc liveness checks per iteration
-	retireFactor   = 10  // retirement/eviction after retireFactor × threshold
+	recvBudget     = 256       // datagrams read per drain before deadlines get a turn
+	stallBudget    = 256       // stalls surfaced per iteration
+	livenessBudget = 64        // /proc liveness checks per iteration
+	retireFactor   = 10        // retirement/eviction after retireFactor × threshold
+	yieldInterval  = 5_000_000 // ns between two passes through the scheduler, see iterate
 )
 
 // Signal bits set by the signal goroutine and consumed by the loop.
@@ -52,11 +54,14 @@ type observer struct {
 	nextHwFeed  int64
 	hwInterval  int64
 
-	stopping   bool
-	signals    atomic.Uint32
-	sigc       chan os.Signal
-	sigDone    chan struct{} // closed when the signal goroutine has returned
-	pollEvents [maxPollEvents]pollEvent
+	lastYield   int64 // monotonic ns of the last runtime.Gosched, see iterate
+	lastArrival int64 // arrival time of the latest datagram, see arrivalTime
+	coal        coalescer
+	stopping    bool
+	signals     atomic.Uint32
+	sigc        chan os.Signal
+	sigDone     chan struct{} // closed when the signal goroutine has returned
+	pollEvents  [maxPollEvents]pollEvent
 }
 
 func newObserver(cfg config, log *logger) (o *observer, err error) {
@@ -75,6 +80,9 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		}
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
+	if q, err := maxDgramQlen(); err == nil && coalesceEnabled {
+		o.coal = newCoalescer(q)
+	}
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
@@ -122,6 +130,15 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 
 // run serves until a stop signal or --shutdown-after-secs, then shuts down.
 func (o *observer) run() error {
+	// With a single P (GOMAXPROCS=1, the default on a one-core router)
+	// sysmon retakes the P from any syscall that lasts 20 µs, because no
+	// idle P is left: every epoll_wait that sleeps then ends in a handoff
+	// and futex wakes (strace, one CPU: 1.7 futex calls per beat with one
+	// P, 0.7 with two). A second P costs nothing while idle. An explicit
+	// GOMAXPROCS from the environment is left alone.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 	o.logStart()
 	now := monoNow()
 	if o.hwdog != nil {
@@ -152,6 +169,26 @@ func (o *observer) run() error {
 // drain the socket, serve connections a bounded step, fire due deadlines.
 func (o *observer) iterate() error {
 	now := monoNow()
+	if now-o.lastYield >= yieldInterval {
+		// The loop goroutine blocks only in syscalls, never in the
+		// scheduler, so its P's schedtick never moves: after 10 ms sysmon
+		// takes it for a goroutine hogging the P and retakes the P at
+		// every wait, and each wakeup then costs futex wakes of sysmon
+		// and of a spinning M (strace at 512 beats/s: 2.4 to 6 futex
+		// calls per beat; at 4096 beats/s about 4 context switches per
+		// beat, see BENCHMARKS.md). Passing through the scheduler every
+		// few ms (no syscall; the only runnable goroutine is this one)
+		// shows progress, so the P stays with the loop while it waits:
+		// 0.7 futex calls per beat at 512/s, all from this Gosched's
+		// wakep. An idle loop does not turn, so it costs nothing idle.
+		runtime.Gosched()
+		o.lastYield = now
+	}
+	if p := o.coal.pause(o.timeout(now)); p > 0 {
+		pauseNs(p) // let a few beats queue up, see coalesce.go
+		now = monoNow()
+	}
+	received := o.stats.framesReceived
 	n, err := o.poll.wait(o.pollEvents[:], o.timeout(now))
 	if err != nil {
 		return err
@@ -173,6 +210,7 @@ func (o *observer) iterate() error {
 	}
 	o.handleSignals(monoNow())
 	o.fireDeadlines(monoNow())
+	o.coal.note(int64(o.stats.framesReceived-received), now)
 	return nil
 }
 
@@ -255,7 +293,33 @@ func (o *observer) handleDatagram(res recvResult, now int64) {
 		o.emit(&event{ns: now, kind: evMismatch, pid: f.Pid, payload: "auth_failure"}, now)
 		return
 	}
-	o.track(&f, now)
+	o.track(&f, o.arrivalTime(res.arrival, now), now)
+}
+
+// maxQueueAge bounds how old a datagram's kernel timestamp may be before it
+// is distrusted: older means the wall clock was stepped meanwhile.
+const maxQueueAge = 1_000_000_000
+
+// arrivalTime converts a datagram's kernel arrival time (wall clock) to the
+// observer's monotonic clock, so a beat counts from when it was queued, not
+// from when the loop got to it. Without a usable timestamp it is now. The
+// result never goes backwards: the queue is FIFO, and the active list
+// relies on beats arriving in order.
+func (o *observer) arrivalTime(arrivalWall, now int64) int64 {
+	at := now
+	if arrivalWall != 0 {
+		if d := time.Now().UnixNano() - arrivalWall; d >= 0 && d < maxQueueAge {
+			at = now - d
+		}
+	}
+	if at < o.lastArrival {
+		at = o.lastArrival
+	}
+	if at > now {
+		at = now
+	}
+	o.lastArrival = at
+	return at
 }
 
 // reuseCheckInterval spaces the /proc checks for pid reuse that
@@ -269,23 +333,24 @@ func nonceNewer(last, next uint64) bool {
 	return next > last || (last >= ^uint64(0)-window+1 && next <= window)
 }
 
-// track applies one authenticated frame to the tracker.
-func (o *observer) track(f *Frame, now int64) {
+// track applies one authenticated frame, which arrived at time at, to the
+// tracker; now is when it is judged.
+func (o *observer) track(f *Frame, at, now int64) {
 	tr := o.tr
 	s := tr.lookup(f.Pid)
 	if s == noSlot {
-		if tr.full() && !o.evictForCapacity(now) {
+		if tr.full() && !o.evictForCapacity(at) {
 			o.stats.capacityExceeded++
 			return
 		}
-		s = tr.insert(f.Pid, now)
+		s = tr.insert(f.Pid, at)
 		o.identify(s)
-		o.accept(s, f, now)
+		o.accept(s, f, at, now)
 		return
 	}
 	sl := &tr.slots[s]
 	if nonceNewer(sl.nonce, f.Nonce) {
-		o.accept(s, f, now)
+		o.accept(s, f, at, now)
 		return
 	}
 	// Not newer: a duplicate or replay, unless the pid now belongs to another
@@ -305,7 +370,7 @@ func (o *observer) track(f *Frame, now int64) {
 		sl.pid = pid
 		o.identify(s)
 		sl.startTime = st
-		o.accept(s, f, now)
+		o.accept(s, f, at, now)
 		return
 	}
 	o.stats.outOfOrder++
@@ -318,15 +383,22 @@ func (o *observer) identify(s int32) {
 	sl.commLen = o.proc.comm(sl.pid, &sl.comm)
 }
 
-func (o *observer) accept(s int32, f *Frame, now int64) {
+func (o *observer) accept(s int32, f *Frame, at, now int64) {
 	sl := &o.tr.slots[s]
+	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
+		// The pid was silent past its deadline, but the loop reached the
+		// beat before the deadline fired (it was descheduled, or served a
+		// long step): surface the stall it owes first, or the silence
+		// would go unreported.
+		o.stall(s, sl.lastBeat+o.threshold, now)
+	}
 	sl.nonce = f.Nonce
 	sl.status = f.Status
 	sl.beats++
-	sl.lastBeat = now
+	sl.lastBeat = max(at, sl.lastBeat)
 	o.tr.moveTo(s, slotActive)
 	o.stats.beatsAccepted++
-	o.emit(&event{ns: now, kind: evBeat, pid: f.Pid, hasNonce: true, nonce: f.Nonce,
+	o.emit(&event{ns: sl.lastBeat, kind: evBeat, pid: f.Pid, hasNonce: true, nonce: f.Nonce,
 		status: f.Status.String(), hasPayloadNum: true, payloadNum: f.Payload}, now)
 }
 
@@ -452,12 +524,15 @@ func (o *observer) ioError(now int64, op string, err error) {
 // startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
 // bits the loop reads, waking the poller.
 func (o *observer) startSignals() {
-	o.sigc = make(chan os.Signal, 16)
-	o.sigDone = make(chan struct{})
-	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
+	if o.sigc != nil {
+		return // already routed (newObserver does it before binding)
+	}
+	sigc, done := make(chan os.Signal, 16), make(chan struct{})
+	o.sigc, o.sigDone = sigc, done
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
 	go func() {
-		defer close(o.sigDone)
-		for s := range o.sigc {
+		defer close(done)
+		for s := range sigc {
 			var bit uint32
 			switch s {
 			case syscall.SIGINT, syscall.SIGTERM:
@@ -514,6 +589,9 @@ func (o *observer) logStart() {
 	if !hasDatagramCreds {
 		o.log.warn("this system attaches no per-datagram credentials: frame pids are trusted on the strength of the socket mode, and recovery is refused",
 			fStr("socket_mode", fmt.Sprintf("%04o", o.cfg.socketMode)))
+	}
+	if o.rec != nil {
+		o.rec.logStart()
 	}
 	if q, err := maxDgramQlen(); err == nil {
 		need := recommendedQlen(o.cfg.trackerCapacity)

@@ -71,11 +71,7 @@ func (p *poller) remove(fd int) error {
 // and fills out. epoll_wait(2) counts in milliseconds, so the timeout is
 // rounded up: a deadline is never fired early, at most 1 ms late.
 func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
-	msec := -1
-	if timeoutNs >= 0 {
-		msec = int((timeoutNs + 999_999) / 1_000_000)
-	}
-	n, err := unix.EpollWait(p.epfd, p.raw[:min(len(out), len(p.raw))], msec)
+	n, err := unix.EpollWait(p.epfd, p.raw[:min(len(out), len(p.raw))], epollMsec(timeoutNs))
 	if err != nil {
 		if err == unix.EINTR {
 			return 0, nil
@@ -92,6 +88,22 @@ func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// epollMsec converts a timeout in ns to epoll_wait's milliseconds, rounded
+// up; negative means forever. The kernel takes an int: a longer timeout
+// (over 24.8 days, e.g. a far --shutdown-after-secs on an idle observer)
+// would wrap to a negative value, forever, so it is capped; the loop
+// recomputes its timeout when the wait ends.
+func epollMsec(timeoutNs int64) int {
+	const maxMsec = 1<<31 - 1
+	if timeoutNs < 0 {
+		return -1
+	}
+	if timeoutNs > (maxMsec-1)*1_000_000 {
+		return maxMsec
+	}
+	return int((timeoutNs + 999_999) / 1_000_000)
 }
 
 // wake makes a concurrent or the next wait return. Safe from any goroutine.

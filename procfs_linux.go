@@ -90,10 +90,14 @@ func (p *procReader) startTime(pid uint32) uint64 {
 
 // alive reports whether pid names a live process: it exists and is not a
 // zombie (a crashed agent its parent has not reaped yet is dead for us).
+// When /proc/PID/stat cannot be read (no such process, but also /proc not
+// mounted, hidepid, or out of descriptors), kill(pid, 0) decides: the
+// process exists if it may be signalled or if that is merely forbidden.
 func (p *procReader) alive(pid uint32) bool {
 	n := p.read(pid, "stat")
 	if n <= 0 {
-		return unix.Kill(int(pid), 0) == unix.EPERM
+		err := unix.Kill(int(pid), 0)
+		return err == nil || err == unix.EPERM
 	}
 	state, _, ok := statFields(p.buf[:n])
 	return !ok || (state != 'Z' && state != 'X' && state != 'x')

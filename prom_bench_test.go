@@ -124,7 +124,7 @@ func BenchmarkStallDuringScrape4096(b *testing.B) {
 		before := o.stats.stallDelay.sumNs
 		stalls := o.stats.stallDelay.count
 
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		if err != nil {
 			b.Fatal(err)
 		}

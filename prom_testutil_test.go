@@ -69,7 +69,7 @@ func newScrapeClient(tb testing.TB, o *observer, req string) *scrapeClient {
 // comes. onStep, if set, runs after every server step. It returns the
 // response size in bytes.
 func (c *scrapeClient) scrape(tb testing.TB, o *observer, onStep func()) int {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,18 +1,581 @@
 package main
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
-// recoverer runs the recovery command for stalled pids. (Issue "Recovery".)
-type recoverer struct{}
+	"golang.org/x/sys/unix"
+)
 
-func newRecoverer(o *observer) (*recoverer, error) {
-	return nil, errors.New("--recovery-cmd/--recovery-exec: recovery is not built yet")
+// Recovery (contract §7): on a stall, run the configured command for the
+// stalled pid without ever waiting for it in the loop. The loop pays the
+// fork/exec cost only; children are reaped when the kernel says they exited
+// (a readable pidfd, or SIGCHLD through the wake fd), killed past
+// --recovery-timeout-ms, and killed and reaped at shutdown.
+//
+// os/exec is not used: Cmd.Wait needs a goroutine per child. Children are
+// started with syscall.StartProcess and reaped with wait4(pid, WNOHANG) on
+// the pids this file spawned only, never wait4(-1): a pid the observer did
+// not start is none of its business.
+
+const (
+	// maxRecoveryChildren bounds the children running at once; a stall
+	// beyond it is refused rather than queued.
+	maxRecoveryChildren = 64
+
+	// recoveryExecPath is the whole PATH of --recovery-exec children, and
+	// where a command name without a slash is looked up.
+	recoveryExecPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+	recoveryShell  = "/bin/sh"
+	pidPlaceholder = "{pid}"
+
+	// spawnBudget is how many children one loop turn starts. Each spawn
+	// holds the loop for a fork/exec (about a millisecond on a small CPU):
+	// a mass hang's spawns are spread over turns, so stalls falling due
+	// meanwhile are surfaced at most a few spawns late.
+	spawnBudget = 4
+)
+
+// pidfdAllowed lets tests force the SIGCHLD fallback that kernels before
+// 5.3 (no pidfd_open) depend on.
+var pidfdAllowed = true
+
+// inheritedEnvDropped are variables a --recovery-cmd child does not inherit:
+// systemd addresses them to the observer's own process alone.
+var inheritedEnvDropped = []string{
+	"NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "VARTA_PID",
 }
 
-func (r *recoverer) onStall(s *slot, now int64)     {}
-func (r *recoverer) onSIGCHLD(now int64)            {}
-func (r *recoverer) owns(fd int) bool               { return false }
-func (r *recoverer) handle(ev pollEvent, now int64) {}
-func (r *recoverer) nextDeadline() int64            { return 0 }
-func (r *recoverer) fire(now int64)                 {}
-func (r *recoverer) shutdown(graceNs int64)         {}
+// argTemplate is one argument of the command with every {pid} marked:
+// parts are the literal pieces between the placeholders. An argument
+// without a placeholder has a single part and is reused as is.
+type argTemplate struct {
+	parts []string
+}
+
+func parseArgTemplate(s string) argTemplate {
+	return argTemplate{parts: strings.Split(s, pidPlaceholder)}
+}
+
+// expand returns the argument with every {pid} replaced by pid, allocating
+// only when there is a placeholder.
+func (a argTemplate) expand(pid string) string {
+	if len(a.parts) == 1 {
+		return a.parts[0]
+	}
+	n := len(pid) * (len(a.parts) - 1)
+	for _, p := range a.parts {
+		n += len(p)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, p := range a.parts {
+		if i > 0 {
+			b.WriteString(pid)
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// splitExecArgs splits a --recovery-exec command line on runs of spaces
+// (and other white space). There is no quoting: an argument cannot hold a
+// space, and quotes, semicolons, $ and the like are ordinary characters.
+func splitExecArgs(cmd string) []string { return strings.Fields(cmd) }
+
+// killReason tells why the observer killed a child.
+type killReason uint8
+
+const (
+	notKilled killReason = iota
+	killedTimeout
+	killedShutdown
+)
+
+var killReasonNames = [...]string{"", "timeout", "shutdown"}
+
+// recoveryChild is one running recovery command. Its pid is also its
+// process group id (Setpgid), so a kill reaches its descendants.
+type recoveryChild struct {
+	pid      int
+	agentPid uint32
+	pidfd    int   // -1: reaped on SIGCHLD
+	started  int64 // monotonic ns
+	deadline int64 // kill at, 0 never (or already killed)
+	killed   killReason
+}
+
+// pendingSpawn is a recovery decided at a stall and not started yet.
+type pendingSpawn struct {
+	agentPid uint32
+	stallNs  int64
+}
+
+// recoverer runs the recovery command for stalled pids. A stall only
+// decides (refused, debounced or spawn); the spawns run after the turn's
+// stalls have all been surfaced, spawnBudget per turn, so a run of spawns
+// never delays a stall event.
+type recoverer struct {
+	o          *observer
+	shell      bool
+	command    string // as configured, for the log
+	args       []argTemplate
+	argv       []string // reused per spawn
+	env        []string // the last entry is VARTA_PID, set per spawn
+	attr       syscall.ProcAttr
+	devNull    int
+	debounce   int64 // ns, 0 none
+	timeout    int64 // ns, 0 none
+	trusted    bool  // frame pids are kernel-checked; false refuses every recovery
+	usePidfd   bool
+	children   [maxRecoveryChildren]recoveryChild
+	n          int
+	pending    [maxRecoveryChildren]pendingSpawn // FIFO ring; n+npending ≤ maxRecoveryChildren
+	pendHead   int
+	npending   int
+	nextKill   int64
+	exitNames  [256]string
+	pidBuf     [20]byte
+	waitStatus syscall.WaitStatus
+}
+
+func newRecoverer(o *observer) (*recoverer, error) {
+	cfg := &o.cfg
+	r := &recoverer{
+		o:        o,
+		debounce: cfg.recoveryDebounceMs * 1_000_000,
+		timeout:  cfg.recoveryTimeoutMs * 1_000_000,
+		trusted:  hasDatagramCreds,
+		devNull:  -1,
+	}
+	for i := range r.exitNames {
+		r.exitNames[i] = "exit_" + strconv.Itoa(i)
+	}
+	if cfg.recoveryExec != "" {
+		r.command = cfg.recoveryExec
+		fields := splitExecArgs(cfg.recoveryExec)
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("--recovery-exec: %q names no command", cfg.recoveryExec)
+		}
+		for _, f := range fields {
+			r.args = append(r.args, parseArgTemplate(f))
+		}
+		r.env = []string{"PATH=" + recoveryExecPath, ""}
+	} else {
+		r.shell = true
+		r.command = cfg.recoveryCmd
+		r.args = []argTemplate{{parts: []string{recoveryShell}}, {parts: []string{"-c"}}, parseArgTemplate(cfg.recoveryCmd)}
+		r.env = inheritedEnv(os.Environ())
+	}
+	r.argv = make([]string, len(r.args))
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("recovery: /dev/null: %v", os.NewSyscallError("open", err))
+	}
+	r.devNull = fd
+	if err := closeInheritedOnExec(); err != nil {
+		o.log.warn("recovery children may inherit descriptors the observer inherited", fStr("err", err.Error()))
+	}
+	// Children write to the observer's stderr, so their messages land in
+	// the daemon log next to the observer's own lines; stdout is kept for
+	// the observer (--prom-addr prints the bound address there). When the
+	// observer runs with stderr closed, children get /dev/null instead.
+	out := uintptr(2)
+	var st unix.Stat_t
+	if unix.Fstat(2, &st) != nil {
+		out = uintptr(fd)
+	}
+	r.attr = syscall.ProcAttr{
+		Env:   r.env,
+		Files: []uintptr{uintptr(fd), out, out},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	}
+	r.usePidfd = pidfdAllowed && pidfdWorks()
+	return r, nil
+}
+
+// inheritedEnv is the environment of a --recovery-cmd child: the
+// observer's own, as varta-watch 0.1.0 passed it, less the variables
+// systemd meant for the observer alone, plus a VARTA_PID slot at the end.
+func inheritedEnv(environ []string) []string {
+	env := make([]string, 0, len(environ)+1)
+next:
+	for _, kv := range environ {
+		for _, drop := range inheritedEnvDropped {
+			if strings.HasPrefix(kv, drop) && len(kv) > len(drop) && kv[len(drop)] == '=' {
+				continue next
+			}
+		}
+		env = append(env, kv)
+	}
+	return append(env, "")
+}
+
+// logStart describes the recovery set-up once at start.
+func (r *recoverer) logStart() {
+	mode := "exec"
+	if r.shell {
+		mode = "shell"
+	}
+	reap := "SIGCHLD"
+	if r.usePidfd {
+		reap = "pidfd"
+	}
+	r.o.log.info("recovery enabled", fStr("mode", mode), fStr("command", r.command),
+		fInt("debounce_ms", r.o.cfg.recoveryDebounceMs), fInt("timeout_ms", r.o.cfg.recoveryTimeoutMs),
+		fInt("max_children", maxRecoveryChildren), fStr("reaping", reap))
+	if !r.trusted {
+		r.o.log.warn("recovery refused on this system: it attaches no per-datagram credentials, so a stalled pid could be forged; every stall will record a refused recovery")
+		return
+	}
+	if !r.shell {
+		path, err := r.resolve(r.args[0].expand("0"))
+		if err == nil && !isExecutable(path) {
+			err = &os.PathError{Op: "exec", Path: path, Err: os.ErrPermission}
+			if _, serr := os.Stat(path); serr != nil {
+				err = serr
+			}
+		}
+		if err != nil {
+			r.o.log.warn("recovery command not found; stalls record spawn_failed until it exists",
+				fStr("command", r.args[0].expand("{pid}")), fStr("err", err.Error()))
+		}
+	}
+}
+
+// resolve finds the program to execute: a name with a slash as given, any
+// other name in the fixed recovery PATH, as execvp(3) would.
+func (r *recoverer) resolve(name string) (string, error) {
+	if r.shell || strings.IndexByte(name, '/') >= 0 {
+		if r.shell {
+			return recoveryShell, nil
+		}
+		return name, nil
+	}
+	for _, dir := range strings.Split(recoveryExecPath, ":") {
+		if p := dir + "/" + name; isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in %s", name, recoveryExecPath)
+}
+
+// isExecutable reports whether path is a regular file this process may
+// execute.
+func isExecutable(path string) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(path, unix.X_OK) == nil
+}
+
+// onStall decides the recovery of one stall: refused, debounced or spawned.
+func (r *recoverer) onStall(s *slot, now int64) {
+	agent := s.pid
+	switch {
+	case !r.trusted:
+		r.outcome(recRefused, agent, now, "refused")
+		r.o.log.warn("recovery refused", fInt("pid", int64(agent)),
+			fStr("reason", "no per-datagram credentials on this system: the pid could be forged"))
+		return
+	case r.running(agent):
+		r.outcome(recDebounced, agent, now, "debounced")
+		r.o.log.info("recovery debounced", fInt("pid", int64(agent)),
+			fStr("reason", "the previous recovery of this pid is still running"))
+		return
+	case r.debounce > 0 && s.lastRecov != 0 && now-s.lastRecov < r.debounce:
+		r.outcome(recDebounced, agent, now, "debounced")
+		r.o.log.info("recovery debounced", fInt("pid", int64(agent)),
+			fStr("reason", "within the debounce window"), fInt("debounce_ms", r.o.cfg.recoveryDebounceMs),
+			fInt("since_last_ms", (now-s.lastRecov)/1_000_000))
+		return
+	case r.n+r.npending >= maxRecoveryChildren:
+		r.outcome(recRefused, agent, now, "refused")
+		r.o.log.warn("recovery refused", fInt("pid", int64(agent)),
+			fStr("reason", "too many recovery children running"), fInt("running", int64(r.n+r.npending)))
+		return
+	}
+	// A failed spawn uses up the window too: a broken command is not
+	// retried, and logged, on every stall of a flapping agent.
+	s.lastRecov = now
+	r.pending[(r.pendHead+r.npending)%maxRecoveryChildren] = pendingSpawn{agentPid: agent, stallNs: now}
+	r.npending++
+}
+
+// running reports whether a recovery of agent is running or about to.
+func (r *recoverer) running(agent uint32) bool {
+	for i := 0; i < r.n; i++ {
+		if r.children[i].agentPid == agent {
+			return true
+		}
+	}
+	for i := 0; i < r.npending; i++ {
+		if r.pending[(r.pendHead+i)%maxRecoveryChildren].agentPid == agent {
+			return true
+		}
+	}
+	return false
+}
+
+// spawnPending starts up to spawnBudget decided recoveries. After each
+// spawn the socket is drained, so its short queue (net.unix.max_dgram_qlen,
+// 10 by default) never overflows behind a run of spawns.
+func (r *recoverer) spawnPending() {
+	for i := 0; i < spawnBudget && r.npending > 0; i++ {
+		p := r.pending[r.pendHead]
+		r.pendHead = (r.pendHead + 1) % maxRecoveryChildren
+		r.npending--
+		r.spawn(p.agentPid, monoNow())
+		if r.o.sock != nil {
+			r.o.drainSocket()
+		}
+	}
+}
+
+// spawn starts the command for agent. It costs one fork/exec (clone with
+// CLONE_VFORK: the loop is blocked until the child has exec'd) and never
+// waits for the child.
+func (r *recoverer) spawn(agent uint32, now int64) {
+	pid := unsafeString(strconv.AppendUint(r.pidBuf[:0], uint64(agent), 10))
+	for i, a := range r.args {
+		r.argv[i] = a.expand(pid)
+	}
+	r.env[len(r.env)-1] = "VARTA_PID=" + pid
+	path, err := r.resolve(r.argv[0])
+	var child int
+	if err == nil {
+		child, _, err = syscall.StartProcess(path, r.argv, &r.attr)
+		if err != nil {
+			err = &os.PathError{Op: "fork/exec", Path: path, Err: err}
+		}
+	}
+	clear(r.argv) // drop references to this spawn's strings
+	if err != nil {
+		r.outcome(recSpawnFailed, agent, now, "spawn_failed")
+		r.o.log.error("recovery spawn failed", fInt("pid", int64(agent)), fStr("err", err.Error()))
+		return
+	}
+	c := &r.children[r.n]
+	r.n++
+	*c = recoveryChild{pid: child, agentPid: agent, pidfd: -1, started: now}
+	if r.timeout > 0 {
+		c.deadline = now + r.timeout
+		if r.nextKill == 0 || c.deadline < r.nextKill {
+			r.nextKill = c.deadline
+		}
+	}
+	if r.usePidfd {
+		c.pidfd = r.watchPidfd(child)
+	}
+	r.outcome(recSpawned, agent, now, "spawned")
+	r.o.log.info("recovery spawned", fInt("pid", int64(agent)), fInt("child_pid", int64(child)))
+}
+
+// watchPidfd opens a pidfd for child and registers it with the poller; -1
+// leaves the child to the SIGCHLD path. The child cannot have been reaped
+// yet (only this loop reaps it), so the pid still names it.
+func (r *recoverer) watchPidfd(child int) int {
+	fd, err := pidfdOpen(child)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			r.usePidfd = false
+			r.o.log.warn("pidfd_open is not available; reaping recovery children on SIGCHLD", fStr("err", err.Error()))
+		}
+		return -1
+	}
+	if r.o.poll.add(fd, true, false) != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
+}
+
+func (r *recoverer) outcome(oc recoveryOutcome, agent uint32, now int64, payload string) {
+	r.o.stats.recovery[oc]++
+	r.o.emit(&event{ns: now, kind: evRecovery, pid: agent, payload: payload}, now)
+}
+
+// owns reports whether fd is the pidfd of a child.
+func (r *recoverer) owns(fd int) bool { return r.indexOfPidfd(fd) >= 0 }
+
+func (r *recoverer) indexOfPidfd(fd int) int {
+	for i := 0; i < r.n; i++ {
+		if r.children[i].pidfd == fd {
+			return i
+		}
+	}
+	return -1
+}
+
+// handle reaps the child whose pidfd became readable: it has exited.
+func (r *recoverer) handle(ev pollEvent, now int64) {
+	if i := r.indexOfPidfd(ev.fd); i >= 0 {
+		r.reap(i, now)
+	}
+}
+
+// onSIGCHLD reaps every exited child that has no pidfd. Signals coalesce,
+// so one SIGCHLD may stand for several exits: each such child is asked.
+func (r *recoverer) onSIGCHLD(now int64) {
+	for i := 0; i < r.n; {
+		if r.children[i].pidfd >= 0 || !r.reap(i, now) {
+			i++
+		}
+	}
+}
+
+// reap collects child i if it has exited, records the outcome and frees its
+// entry (the last entry moves into i). It reports whether it did.
+func (r *recoverer) reap(i int, now int64) bool {
+	c := &r.children[i]
+	var wpid int
+	var err error
+	for {
+		wpid, err = syscall.Wait4(c.pid, &r.waitStatus, syscall.WNOHANG, nil)
+		if err == nil || !retryable(err) {
+			break
+		}
+	}
+	if err == nil && wpid == 0 {
+		return false // still running
+	}
+	agent, child, ms := c.agentPid, c.pid, (now-c.started)/1_000_000
+	switch ws := r.waitStatus; {
+	case err != nil:
+		// ECHILD: someone else reaped it; nothing is known of its exit.
+		r.o.log.error("recovery child lost", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+			fStr("err", os.NewSyscallError("wait4", err).Error()))
+	case ws.Signaled() && c.killed != notKilled:
+		r.outcome(recKilled, agent, now, "killed")
+		r.o.log.warn("recovery killed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+			fStr("reason", killReasonNames[c.killed]), fInt("ran_ms", ms))
+	default:
+		// Death by a signal the observer did not send reads as the
+		// shell's 128+N.
+		code, sig := 0, ""
+		if ws.Signaled() {
+			code, sig = 128+int(ws.Signal()), ws.Signal().String()
+		} else {
+			code = ws.ExitStatus()
+		}
+		code &= 0xff
+		if code == 0 {
+			r.outcome(recExit0, agent, now, r.exitNames[0])
+			r.o.log.info("recovery finished", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+				fInt("exit_code", 0), fInt("ran_ms", ms))
+		} else if sig == "" {
+			r.outcome(recExitNonzero, agent, now, r.exitNames[code])
+			r.o.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+				fInt("exit_code", int64(code)), fInt("ran_ms", ms))
+		} else {
+			r.outcome(recExitNonzero, agent, now, r.exitNames[code])
+			r.o.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+				fInt("exit_code", int64(code)), fStr("signal", sig), fInt("ran_ms", ms))
+		}
+	}
+	if c.pidfd >= 0 {
+		r.o.poll.remove(c.pidfd)
+		unix.Close(c.pidfd)
+	}
+	hadDeadline := c.deadline != 0
+	r.n--
+	r.children[i] = r.children[r.n]
+	r.children[r.n] = recoveryChild{}
+	if hadDeadline {
+		r.recomputeNextKill()
+	}
+	return true
+}
+
+// nextDeadline is the next timeout kill, 0 none; a pending spawn is due at
+// once (its stall's instant, in the past).
+func (r *recoverer) nextDeadline() int64 {
+	if r.npending > 0 {
+		return r.pending[r.pendHead].stallNs
+	}
+	return r.nextKill
+}
+
+// fire starts pending spawns and kills the children past
+// --recovery-timeout-ms.
+func (r *recoverer) fire(now int64) {
+	if r.npending > 0 {
+		r.spawnPending()
+	}
+	if r.nextKill == 0 || now < r.nextKill {
+		return
+	}
+	for i := 0; i < r.n; i++ {
+		if c := &r.children[i]; c.deadline != 0 && c.deadline <= now {
+			r.kill(c, killedTimeout)
+		}
+	}
+	r.recomputeNextKill()
+}
+
+func (r *recoverer) recomputeNextKill() {
+	r.nextKill = 0
+	for i := 0; i < r.n; i++ {
+		if d := r.children[i].deadline; d != 0 && (r.nextKill == 0 || d < r.nextKill) {
+			r.nextKill = d
+		}
+	}
+}
+
+// kill sends SIGKILL to the child's process group, and to the child itself
+// in case it left the group. The child is not reaped yet, so its pid (and
+// the group named after it) cannot have been reused. Its outcome is
+// recorded when it is reaped.
+func (r *recoverer) kill(c *recoveryChild, why killReason) {
+	c.deadline = 0
+	if c.killed == notKilled {
+		c.killed = why
+	}
+	syscall.Kill(-c.pid, syscall.SIGKILL)
+	syscall.Kill(c.pid, syscall.SIGKILL)
+}
+
+// shutdown kills every child and reaps them for up to graceNs. Reaping
+// polls wait4 with WNOHANG: the loop and the signal path are gone, and a
+// child stuck in uninterruptible sleep must not hold the exit forever.
+func (r *recoverer) shutdown(graceNs int64) {
+	// Spawns decided in the last loop turn are dropped: starting a child
+	// only to kill it helps no one.
+	r.npending = 0
+	for i := 0; i < r.n; i++ {
+		r.kill(&r.children[i], killedShutdown)
+	}
+	r.nextKill = 0
+	deadline := monoNow() + graceNs
+	pause := 500 * time.Microsecond
+	for {
+		now := monoNow()
+		for i := 0; i < r.n; {
+			if !r.reap(i, now) {
+				i++
+			}
+		}
+		if r.n == 0 || now >= deadline {
+			break
+		}
+		time.Sleep(min(pause, time.Duration(deadline-now)))
+		pause = min(2*pause, 10*time.Millisecond)
+	}
+	if r.n > 0 {
+		r.o.log.error("recovery children not reaped within the shutdown grace", fInt("running", int64(r.n)),
+			fInt("first_child_pid", int64(r.children[0].pid)), fInt("shutdown_grace_ms", graceNs/1_000_000))
+	}
+	for i := 0; i < r.n; i++ {
+		if fd := r.children[i].pidfd; fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	if r.devNull >= 0 {
+		unix.Close(r.devNull)
+		r.devNull = -1
+	}
+}

@@ -1,4 +1,4 @@
-//go:build darwin || freebsd || netbsd || openbsd || dragonfly
+//go:build darwin || freebsd
 
 package main
 
@@ -14,6 +14,7 @@ import (
 const (
 	recvFlags        = unix.MSG_DONTWAIT
 	scmCredentials   = -1
+	scmTimestampNS   = -1 // not requested: arrival times are the read times
 	hasDatagramCreds = false
 	isDarwin         = runtime.GOOS == "darwin"
 )
@@ -35,3 +36,11 @@ func newSocket(domain, typ int) (int, error) {
 	}
 	return fd, nil
 }
+
+// recvBatchSize 1: recv reads one datagram per recvmsg(2) here; recvmmsg
+// is Linux's (and FreeBSD's, but not Darwin's or OpenBSD's).
+const recvBatchSize = 1
+
+type recvBatch struct{}
+
+func (s *vlpSocket) recvBatched() (recvResult, unix.Errno) { return recvResult{}, unix.ENOSYS }

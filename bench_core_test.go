@@ -1,0 +1,262 @@
+//go:build linux
+
+package main
+
+// Benchmarks of the observer core on real sockets:
+//
+//	go test -run '^$' -bench 'BenchmarkBeat|BenchmarkStallPrecision' -benchmem .
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"varta-watch/internal/vlpclient"
+)
+
+// BenchmarkBeat: one beat sent by this process over a connected socket
+// (the sender's write(2) is part of the op), received with its kernel
+// credentials, decoded, tracked and appended to the event file buffer,
+// then the loop's deadline step (which flushes the file when due).
+func BenchmarkBeat(b *testing.B) {
+	o := newTestObserver(b, "--export-file", filepath.Join(shortTempDir(b), "e.tsv"))
+	fd := dialObserver(b, o)
+	pid := uint32(os.Getpid())
+	var frame [FrameSize]byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		EncodeFrame(&frame, Frame{Status: StatusOK, Pid: pid, Timestamp: 1, Nonce: uint64(i) + 1})
+		unix.Write(fd, frame[:])
+		o.drainSocket()
+		o.fireDeadlines(monoNow())
+	}
+	b.StopTimer()
+	if o.stats.beatsAccepted != uint64(b.N) {
+		b.Fatalf("%d of %d beats accepted", o.stats.beatsAccepted, b.N)
+	}
+}
+
+// BenchmarkStallPrecision measures how late after its deadline (last
+// accepted beat + threshold) a stall is surfaced while many other agents
+// keep beating. The observer runs in this process, its loop (o.iterate)
+// on the benchmark goroutine; a sender goroutine stands in for the agents
+// with SCM_CREDENTIALS naming real pids (`sleep` children; needs root).
+// Every few ms one agent goes silent for longer than the threshold, then
+// resumes; each op is one surfaced stall. The delays are read back from
+// the event file (stall row minus the row of the beat it names) and
+// checked against the observer's own histogram.
+func BenchmarkStallPrecision(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("sending as other pids needs CAP_SYS_ADMIN")
+	}
+	for _, agents := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) { benchStallPrecision(b, agents) })
+	}
+}
+
+// precisionVictimEvery is how often another agent goes silent: one stall
+// per op, after the first.
+const precisionVictimEvery = 5 * time.Millisecond
+
+// sleepers starts n `sleep` processes whose pids the sender borrows.
+func sleepers(b *testing.B, n int) []uint32 {
+	b.Helper()
+	pids := make([]uint32, n)
+	cmds := make([]*exec.Cmd, n)
+	b.Cleanup(func() {
+		for _, c := range cmds {
+			if c != nil {
+				c.Process.Kill()
+				c.Wait()
+			}
+		}
+	})
+	for i := range cmds {
+		c := exec.Command("sleep", "600")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			b.Fatalf("start sleep %d: %v", i, err)
+		}
+		cmds[i], pids[i] = c, uint32(c.Process.Pid)
+	}
+	return pids
+}
+
+func benchStallPrecision(b *testing.B, agents int) {
+	// Each agent beats every 50 ms, or every 100 ms at 1000 agents, to stay
+	// near 10 000 beats a second (sender and observer share this process
+	// and its cores); the threshold is four beat intervals, and a victim
+	// stays silent two intervals longer, so each one stalls once.
+	beatEvery := max(50*time.Millisecond, time.Duration(agents)*100*time.Microsecond)
+	threshold := 4 * beatEvery
+	silence := threshold + 2*beatEvery
+	pids := sleepers(b, agents)
+	events := filepath.Join(shortTempDir(b), "e.tsv")
+	o := newTestObserver(b, "--threshold-ms", strconv.Itoa(int(threshold.Milliseconds())), "--export-file", events)
+	client, err := vlpclient.Dial(o.cfg.socket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+
+	var (
+		stop     atomic.Bool
+		victims  atomic.Bool // set once every agent is tracked
+		sendErr  error
+		wg       sync.WaitGroup
+		nextBeat = make([]int64, agents)
+		silentTo = make([]int64, agents)
+		nonces   = make([]uint64, agents)
+	)
+	start := monoNow()
+	for i := range nextBeat {
+		nextBeat[i] = start + int64(i)*int64(beatEvery)/int64(agents)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var frame [vlpclient.FrameSize]byte
+		nextVictim, v := int64(0), 0
+		for !stop.Load() {
+			now := monoNow()
+			if victims.Load() {
+				if nextVictim == 0 {
+					nextVictim = now
+				}
+				for ; nextVictim <= now; nextVictim += int64(precisionVictimEvery) {
+					silentTo[v] = now + int64(silence)
+					v = (v + 1) % agents
+				}
+			}
+			for i := range nextBeat {
+				if nextBeat[i] > now {
+					continue
+				}
+				nextBeat[i] += int64(beatEvery)
+				if now < silentTo[i] {
+					continue
+				}
+				nonces[i]++
+				vlpclient.Encode(&frame, vlpclient.StatusOK, pids[i], uint64(now), nonces[i], 0)
+				// An agent would drop a beat on a full queue; here a lost
+				// beat would be a false stall, so wait for room.
+				for !stop.Load() {
+					sent, err := client.SendAs(frame[:], pids[i])
+					if err != nil {
+						sendErr = err
+						stop.Store(true)
+						return
+					}
+					if sent {
+						break
+					}
+					// Sleep rather than spin: a spinning sender takes the
+					// CPU the observer needs to drain the queue.
+					time.Sleep(20 * time.Microsecond)
+				}
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	defer func() { stop.Store(true); wg.Wait() }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for o.tr.n < agents {
+		if err := o.iterate(); err != nil {
+			b.Fatal(err)
+		}
+		if time.Now().After(deadline) || stop.Load() {
+			b.Fatalf("only %d of %d agents tracked (send error: %v)", o.tr.n, agents, sendErr)
+		}
+	}
+	if o.stats.stallDelay.count != 0 {
+		b.Fatalf("%d stalls while the agents were starting", o.stats.stallDelay.count)
+	}
+	victims.Store(true)
+	iterateUntil := func(stalls uint64) {
+		for o.stats.stallDelay.count < stalls {
+			if err := o.iterate(); err != nil {
+				b.Fatal(err)
+			}
+			if stop.Load() {
+				b.Fatalf("sender stopped: %v", sendErr)
+			}
+		}
+	}
+	// The first stall comes a threshold after the first victim; from then
+	// on one comes every precisionVictimEvery.
+	iterateUntil(1)
+	b.ResetTimer()
+	iterateUntil(1 + uint64(b.N))
+	b.StopTimer()
+	stop.Store(true)
+	wg.Wait()
+	o.events.flushAll()
+
+	data, err := os.ReadFile(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	evs := parseEvents(b, data)
+	beatAt := make(map[string]int64, len(evs))
+	victim := make(map[string]bool)
+	for i, t := range silentTo {
+		if t != 0 {
+			victim[strconv.FormatUint(uint64(pids[i]), 10)] = true
+		}
+	}
+	falseStalls := 0
+	var delays []int64
+	var sum int64
+	for _, e := range evs {
+		switch e.kind {
+		case "beat":
+			beatAt[e.pid+" "+e.nonce] = e.ns
+		case "stall":
+			last, ok := beatAt[e.pid+" "+e.nonce]
+			if !ok {
+				b.Fatalf("stall %q names no beat", e.line)
+			}
+			d := e.ns - (last + int64(threshold))
+			if d < 0 {
+				b.Fatalf("stall surfaced %v before its deadline: %q", time.Duration(-d), e.line)
+			}
+			delays = append(delays, d)
+			sum += d
+			if !victim[e.pid] {
+				falseStalls++
+			}
+		}
+	}
+	h := &o.stats.stallDelay
+	if uint64(len(delays)) != h.count || sum != h.sumNs {
+		b.Fatalf("event file: %d stalls, %d ns in all; histogram: %d, %d ns", len(delays), sum, h.count, h.sumNs)
+	}
+	slices.Sort(delays)
+	q := func(p float64) float64 { return float64(delays[int(p*float64(len(delays)-1))]) / 1e3 }
+	within2ms := 0
+	for _, d := range delays {
+		if d <= 2_000_000 {
+			within2ms++
+		}
+	}
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(float64(delays[len(delays)-1])/1e3, "max-µs")
+	b.ReportMetric(100*float64(within2ms)/float64(len(delays)), "%≤2ms")
+	b.ReportMetric(float64(o.stats.beatsAccepted)/time.Duration(monoNow()-start).Seconds(), "beats/s")
+	// A stall of an agent that was never silenced: the sender (this
+	// process) fell a threshold behind, or the observer did.
+	b.ReportMetric(float64(falseStalls), "false-stalls")
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+var coalesceEnabled = false
+
+func pauseNs(ns int64) {}

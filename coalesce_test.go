@@ -1,0 +1,56 @@
+package main
+
+import "testing"
+
+// feed simulates wakes that each read n datagrams, every gap ns.
+func feed(c *coalescer, wakes int, n, gap int64) int64 {
+	now := int64(1_000_000_000)
+	for i := 0; i < wakes; i++ {
+		now += gap
+		c.note(n, now)
+	}
+	return now
+}
+
+func TestCoalescerPausesForAQuarterOfTheQueue(t *testing.T) {
+	c := newCoalescer(10) // target: 2 datagrams
+	feed(&c, 1000, 1, 244_140)
+	// 4096 datagrams/s: a datagram every ~244 µs, two of them ≈ 488 µs.
+	if p := c.pause(-1); p < 480_000 || p > 500_000 {
+		t.Fatalf("pause at 4096/s with max_dgram_qlen 10 = %d ns, want ~488 µs", p)
+	}
+	if p := c.pause(100_000); p != 100_000 {
+		t.Fatalf("pause with a deadline in 100 µs = %d ns: must not outlast it", p)
+	}
+	if p := c.pause(0); p != 0 {
+		t.Fatalf("pause with a deadline due = %d ns", p)
+	}
+}
+
+func TestCoalescerCapped(t *testing.T) {
+	c := newCoalescer(1024) // target 256: at 4096/s that would be 62 ms
+	feed(&c, 1000, 1, 244_140)
+	if p := c.pause(-1); p != coalesceMax {
+		t.Fatalf("pause = %d ns, want the cap %d", p, coalesceMax)
+	}
+}
+
+func TestCoalescerDoesNotPause(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		qlen   int
+		n, gap int64
+		wakes  int
+	}{
+		{"slow arrivals (500/s)", 10, 1, 2_000_000, 200},
+		{"no rate measured yet", 10, 1, 244_140, 3},
+		{"queue filling faster than planned", 10, 5, 1_220_000, 200},
+		{"queue too short to plan a pause", 3, 1, 244_140, 1000},
+	} {
+		c := newCoalescer(tc.qlen)
+		feed(&c, tc.wakes, tc.n, tc.gap)
+		if p := c.pause(-1); p != 0 {
+			t.Errorf("%s: pause = %d ns, want none", tc.name, p)
+		}
+	}
+}

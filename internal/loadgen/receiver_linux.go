@@ -1,0 +1,124 @@
+//go:build linux
+
+package loadgen
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Receiver is the bare receiver: a bound datagram socket with SO_PASSCRED
+// read by a plain blocking recvmsg(2) loop that only counts frames. It does
+// what the observer must do at the least (take each datagram and its
+// kernel credentials off the queue) and nothing else, so its rate is this
+// machine's limit for one reader.
+//
+// recvmsg is issued with RawSyscall, as a C program would, bypassing the
+// Go scheduler: through Syscall, a goroutine that only ever blocks in
+// syscalls has its P retaken by sysmon at every call once it looks like a
+// 10 ms hog, and each wakeup then costs futex wakes of other threads; the
+// "limit" would measure the Go runtime instead of the kernel. Blocking in a
+// raw syscall is safe here: the loop allocates nothing, and SO_RCVTIMEO
+// bounds each call so a stop or a stop-the-world is never held for long.
+type Receiver struct {
+	fd   int
+	path string
+	buf  [64]byte
+	oob  [64]byte
+	iov  unix.Iovec
+	msg  unix.Msghdr
+}
+
+// ReceiverResult counts what a Receiver took off its socket.
+type ReceiverResult struct {
+	Frames    int64   `json:"frames"`     // 32-byte datagrams carrying credentials
+	Other     int64   `json:"other"`      // any other datagram
+	FirstMono int64   `json:"first_mono"` // CLOCK_MONOTONIC ns of the first frame
+	LastMono  int64   `json:"last_mono"`  // … and of the last
+	Rate      float64 `json:"frames_per_s"`
+}
+
+// Listen binds a bare receiver at path (replacing a stale file there).
+func Listen(path string) (*Receiver, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	os.Remove(path)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("loadgen: bind %s: %w", path, os.NewSyscallError("bind", err))
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setsockopt SO_PASSCRED", err)
+	}
+	// A receive timeout lets the loop notice Stop without a poller.
+	tv := unix.Timeval{Usec: 100_000}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setsockopt SO_RCVTIMEO", err)
+	}
+	r := &Receiver{fd: fd, path: path}
+	r.iov.Base = &r.buf[0]
+	r.iov.SetLen(len(r.buf))
+	r.msg.Iov = &r.iov
+	r.msg.SetIovlen(1)
+	r.msg.Control = &r.oob[0]
+	return r, nil
+}
+
+// Run receives until stop is closed and returns the counts.
+func (r *Receiver) Run(stop <-chan struct{}) (ReceiverResult, error) {
+	var res ReceiverResult
+	for {
+		r.msg.SetControllen(len(r.oob))
+		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msg)), 0)
+		switch e {
+		case 0:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			if stopped(stop) {
+				res.finish()
+				return res, nil
+			}
+			continue
+		default:
+			return res, os.NewSyscallError("recvmsg", e)
+		}
+		now := Mono()
+		// The pid of the SCM_CREDENTIALS message follows its header.
+		pid := binary.NativeEndian.Uint32(r.oob[unix.CmsgLen(0):])
+		if n == FrameSize && r.msg.Controllen > 0 && pid != 0 {
+			if res.Frames == 0 {
+				res.FirstMono = now
+			}
+			res.Frames++
+			res.LastMono = now
+		} else {
+			res.Other++
+		}
+		if res.Frames&4095 == 0 && stopped(stop) {
+			res.finish()
+			return res, nil
+		}
+	}
+}
+
+func (res *ReceiverResult) finish() {
+	if res.Frames > 1 && res.LastMono > res.FirstMono {
+		res.Rate = float64(res.Frames-1) / (float64(res.LastMono-res.FirstMono) / 1e9)
+	}
+}
+
+// Close closes the socket and removes its path.
+func (r *Receiver) Close() error {
+	err := unix.Close(r.fd)
+	os.Remove(r.path)
+	return os.NewSyscallError("close", err)
+}

@@ -1,0 +1,262 @@
+//go:build linux
+
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config describes one load run.
+type Config struct {
+	Socket string   // the observer's (or bare receiver's) socket
+	Pids   []uint32 // existing pids to send for, e.g. Children.Pids
+
+	// Paced mode: every agent beats RateHz times a second, and the beats
+	// of all agents are spread evenly over each period (agent i sends at
+	// offset i/(N·RateHz)), never in bursts.
+	RateHz float64
+
+	// Flood mode: send round-robin over Pids as fast as possible.
+	Flood bool
+	// Beats stops a flood after this many frames were queued (0: run for
+	// Duration only).
+	Beats int64
+
+	// Duration bounds the run; 0 means until Beats (flood) or Stop.
+	Duration time.Duration
+
+	// Silence: from SilenceAt after the start, agents whose index is a
+	// multiple of SilenceEvery stop beating, the rest go on (0: none).
+	SilenceEvery int
+	SilenceAt    time.Duration
+
+	// Stop ends the run early when closed (e.g. on SIGINT).
+	Stop <-chan struct{}
+
+	// Nonces, when not nil, holds each agent's last nonce (len(Pids)
+	// entries) and is updated in place, so that one run can continue
+	// another's agents. Otherwise every agent starts again from nonce 1.
+	Nonces []uint64
+}
+
+// Result is what a run did, as counted by the sender.
+type Result struct {
+	Mode        string  `json:"mode"`
+	Agents      int     `json:"agents"`
+	RateHz      float64 `json:"rate_hz,omitempty"`
+	Sent        int64   `json:"sent"` // frames the kernel queued
+	Lost        int64   `json:"lost"` // frames refused with EAGAIN/ENOBUFS (queue full)
+	DurationSec float64 `json:"duration_s"`
+	SendRate    float64 `json:"sent_per_s"`
+	// MaxLagUs is how far behind its schedule the paced sender ever got:
+	// a large value means beats went out in a burst, not spread evenly.
+	MaxLagUs float64 `json:"max_lag_us,omitempty"`
+	Silenced int     `json:"silenced,omitempty"`
+	// SilencedPids are the agents that went silent at SilenceAt.
+	SilencedPids []uint32 `json:"-"`
+	// SilenceMono is CLOCK_MONOTONIC (ns) when the silence began, the
+	// observer's clock.
+	SilenceMono int64 `json:"silence_mono_ns,omitempty"`
+	// LostPerSecond counts the lost beats of each second of a paced run,
+	// to tell start-up losses from steady-state ones.
+	LostPerSecond []int64 `json:"lost_per_second,omitempty"`
+	// LostLate counts the lost beats that went out more than LateAfter
+	// behind schedule: the sender itself was not scheduled in time and
+	// then sent its overdue beats back to back, a burst that a queue of
+	// 10 cannot hold whatever the receiver does.
+	LostLate int64 `json:"lost_late,omitempty"`
+	// Late counts beats sent more than LateAfter behind schedule.
+	Late int64 `json:"late,omitempty"`
+}
+
+// The runtime reads the monotonic clock through the vDSO; x/sys's
+// ClockGettime is a real syscall. One raw reading fixes the offset.
+var (
+	clockStart = time.Now()
+	clockMono0 = monoRaw()
+)
+
+func monoRaw() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// LateAfter is how far behind its schedule a paced beat may go out before
+// it counts as late.
+const LateAfter = time.Millisecond
+
+// Mono returns CLOCK_MONOTONIC in nanoseconds, the clock the observer
+// stamps its events with.
+func Mono() int64 {
+	return clockMono0 + int64(time.Since(clockStart))
+}
+
+// sleepUntil sleeps until CLOCK_MONOTONIC reaches t with clock_nanosleep
+// (TIMER_ABSTIME): the runtime's timers round sub-millisecond waits up,
+// which would turn an even spread into bursts.
+func sleepUntil(t int64) {
+	ts := unix.NsecToTimespec(t)
+	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
+	}
+}
+
+// Run sends frames as cfg says and returns what was sent and lost.
+func Run(cfg Config) (Result, error) {
+	n := len(cfg.Pids)
+	if n == 0 {
+		return Result{}, errors.New("loadgen: no pids to send for")
+	}
+	if !cfg.Flood && cfg.RateHz <= 0 {
+		return Result{}, errors.New("loadgen: need a rate per agent, or flood mode")
+	}
+	if cfg.Duration <= 0 && !(cfg.Flood && cfg.Beats > 0) && cfg.Stop == nil {
+		return Result{}, errors.New("loadgen: the run has no end: give a duration")
+	}
+	s, err := NewSender(cfg.Socket)
+	if err != nil {
+		return Result{}, err
+	}
+	defer s.Close()
+	if cfg.Nonces == nil {
+		cfg.Nonces = make([]uint64, n)
+	} else if len(cfg.Nonces) != n {
+		return Result{}, errors.New("loadgen: need one nonce per pid")
+	}
+	if cfg.Flood {
+		return runFlood(s, cfg)
+	}
+	return runPaced(s, cfg)
+}
+
+func stopped(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func runFlood(s *Sender, cfg Config) (Result, error) {
+	n := len(cfg.Pids)
+	nonces := cfg.Nonces
+	res := Result{Mode: "flood", Agents: n}
+	start := Mono()
+	end := int64(-1)
+	if cfg.Duration > 0 {
+		end = start + int64(cfg.Duration)
+	}
+	var k int
+	for {
+		if k&1023 == 0 {
+			if stopped(cfg.Stop) || (end > 0 && Mono() >= end) {
+				break
+			}
+		}
+		if cfg.Beats > 0 && res.Sent >= cfg.Beats {
+			break
+		}
+		nonces[k]++
+		ok, err := s.Send(StatusOK, cfg.Pids[k], 1, nonces[k], uint32(k))
+		if err != nil {
+			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[k], err)
+		}
+		if ok {
+			res.Sent++
+		} else {
+			res.Lost++
+		}
+		if k++; k == n {
+			k = 0
+		}
+	}
+	res.DurationSec = float64(Mono()-start) / 1e9
+	res.SendRate = float64(res.Sent) / res.DurationSec
+	return res, nil
+}
+
+func runPaced(s *Sender, cfg Config) (Result, error) {
+	n := len(cfg.Pids)
+	nonces := cfg.Nonces
+	silent := make([]bool, n)
+	res := Result{Mode: "paced", Agents: n, RateHz: cfg.RateHz}
+	if cfg.SilenceEvery > 0 {
+		for i := 0; i < n; i += cfg.SilenceEvery {
+			silent[i] = true
+			res.SilencedPids = append(res.SilencedPids, cfg.Pids[i])
+		}
+		res.Silenced = len(res.SilencedPids)
+	}
+	interval := 1e9 / (float64(n) * cfg.RateHz) // ns between two sends
+	start := Mono()
+	end := int64(1<<63 - 1)
+	if cfg.Duration > 0 {
+		end = start + int64(cfg.Duration)
+	}
+	silenceAt := int64(1<<63 - 1)
+	if cfg.SilenceEvery > 0 {
+		silenceAt = start + int64(cfg.SilenceAt)
+		res.SilenceMono = silenceAt
+	}
+	var maxLag, lastYield int64
+	for k := int64(0); ; {
+		due := start + int64(float64(k)*interval)
+		if due >= end || stopped(cfg.Stop) {
+			break
+		}
+		now := Mono()
+		if now-lastYield > 5_000_000 {
+			// A goroutine that only ever blocks in syscalls looks like a
+			// hog to sysmon, which then retakes its P at every sleep
+			// (futex wakes of other threads each time); passing through
+			// the scheduler now and then keeps the sender cheap.
+			runtime.Gosched()
+			lastYield = now
+		}
+		if due > now {
+			sleepUntil(due)
+			continue
+		}
+		lag := now - due
+		if lag > maxLag {
+			maxLag = lag
+		}
+		i := int(k % int64(n))
+		k++
+		if silent[i] && due >= silenceAt {
+			continue
+		}
+		nonces[i]++
+		ok, err := s.Send(StatusOK, cfg.Pids[i], uint64(now), nonces[i], uint32(i))
+		if err != nil {
+			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[i], err)
+		}
+		late := lag > int64(LateAfter)
+		if late {
+			res.Late++
+		}
+		if ok {
+			res.Sent++
+		} else {
+			res.Lost++
+			if late {
+				res.LostLate++
+			}
+			sec := int((due - start) / 1e9)
+			for len(res.LostPerSecond) <= sec {
+				res.LostPerSecond = append(res.LostPerSecond, 0)
+			}
+			res.LostPerSecond[sec]++
+		}
+	}
+	res.DurationSec = float64(Mono()-start) / 1e9
+	res.SendRate = float64(res.Sent) / res.DurationSec
+	res.MaxLagUs = float64(maxLag) / 1e3
+	return res, nil
+}

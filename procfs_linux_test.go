@@ -1,0 +1,177 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// statLine builds a /proc/PID/stat line: pid, (comm), state, then fields 4
+// to 21 as "0", field 22 the start time, then the rest.
+func statLine(comm string, state byte, start string) string {
+	f := []string{"1234", "(" + comm + ")", string(state)}
+	for i := 4; i <= 21; i++ {
+		f = append(f, strconv.Itoa(i*11))
+	}
+	f = append(f, start, "8425472", "270", "18446744073709551615")
+	return strings.Join(f, " ") + "\n"
+}
+
+func TestStatFields(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		line      string
+		state     byte
+		start     uint64
+		ok        bool
+		wantState bool
+	}{
+		{"plain", statLine("agent", 'S', "987654"), 'S', 987654, true, true},
+		{"comm with spaces", statLine("my agent 2", 'R', "42"), 'R', 42, true, true},
+		{"comm with parens", statLine("a) (b", 'D', "77"), 'D', 77, true, true},
+		{"comm ending in paren", statLine("x)", 'S', "5"), 'S', 5, true, true},
+		{"comm faking fields", statLine(") S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 999", 'S', "31"), 'S', 31, true, true},
+		{"empty comm", statLine("", 'Z', "9"), 'Z', 9, true, true},
+		{"zombie", statLine("agent", 'Z', "100"), 'Z', 100, true, true},
+		{"max start", statLine("a", 'S', "18446744073709551615"), 'S', ^uint64(0), true, true},
+		{"no paren", "1234 agent S 1 2 3\n", 0, 0, false, false},
+		{"nothing after paren", "1234 (agent)", 0, 0, false, false},
+		{"state only", "1234 (agent) S", 0, 0, false, false},
+		{"short", "1234 (agent) S 1 2 3 4 5\n", 'S', 0, false, true},
+		{"empty", "", 0, 0, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state, start, ok := statFields([]byte(tc.line))
+			if ok != tc.ok || start != tc.start || (tc.wantState && state != tc.state) {
+				t.Fatalf("statFields(%q) = %q, %d, %v; want %q, %d, %v", tc.line, state, start, ok, tc.state, tc.start, tc.ok)
+			}
+		})
+	}
+}
+
+// TestStatFieldsNeverPanics feeds every prefix of a real line.
+func TestStatFieldsNeverPanics(t *testing.T) {
+	line := statLine("a) b", 'S', "123")
+	for i := 0; i <= len(line); i++ {
+		statFields([]byte(line[:i]))
+	}
+}
+
+// TestProcReaderOwnProcess reads this process's /proc entries and compares
+// them with an independent parse.
+func TestProcReaderOwnProcess(t *testing.T) {
+	var p procReader
+	pid := uint32(os.Getpid())
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	want, err := strconv.ParseUint(fields[22-3], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.startTime(pid); got != want || got == 0 {
+		t.Fatalf("startTime(self) = %d, want %d", got, want)
+	}
+	if !p.alive(pid) {
+		t.Fatal("alive(self) = false")
+	}
+	var comm [16]byte
+	n := p.comm(pid, &comm)
+	wantComm, _ := os.ReadFile("/proc/self/comm")
+	if string(comm[:n]) != strings.TrimSpace(string(wantComm)) || n == 0 {
+		t.Fatalf("comm(self) = %q, want %q", comm[:n], wantComm)
+	}
+	if got := p.startTime(1); got == 0 {
+		t.Fatal("startTime(1) = 0")
+	}
+}
+
+// TestProcReaderChildLifecycle: a running child is alive with its own start
+// time; once it exits it is dead while still a zombie and after the reap.
+func TestProcReaderChildLifecycle(t *testing.T) {
+	var p procReader
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("cannot run sleep:", err)
+	}
+	defer cmd.Process.Kill()
+	pid := uint32(cmd.Process.Pid)
+	if !p.alive(pid) {
+		t.Fatal("running child not alive")
+	}
+	st := p.startTime(pid)
+	if st == 0 || st < p.startTime(uint32(os.Getpid())) {
+		t.Fatalf("child start time %d, parent %d", st, p.startTime(uint32(os.Getpid())))
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	// Not reaped yet: a zombie counts as dead.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("killed child still alive (zombie not recognised)")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Wait()
+	if p.alive(pid) {
+		t.Fatal("reaped child alive")
+	}
+	if got := p.startTime(pid); got != 0 {
+		t.Fatalf("startTime of a reaped pid = %d, want 0", got)
+	}
+	var comm [16]byte
+	if n := p.comm(pid, &comm); n != 0 {
+		t.Fatalf("comm of a reaped pid = %q", comm[:n])
+	}
+}
+
+// TestProcReaderAliveWhenProcUnreadable: when /proc/PID/stat cannot be
+// opened although the process exists (here: out of descriptors; also
+// /proc not mounted, or hidepid), liveness falls back to kill(pid, 0), and
+// a process that exists is alive whether or not we may signal it.
+func TestProcReaderAliveWhenProcUnreadable(t *testing.T) {
+	var p procReader
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("cannot run sleep:", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := uint32(cmd.Process.Pid)
+
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// The next descriptor would be the lowest free one: a soft limit at
+	// that number makes every open fail with EMFILE.
+	next, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(next)
+	low := lim
+	low.Cur = uint64(next)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip("cannot lower RLIMIT_NOFILE:", err)
+	}
+	n := p.read(pid, "stat")
+	alive := p.alive(pid)
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	if n > 0 {
+		t.Skip("/proc/PID/stat still readable; cannot test the fallback")
+	}
+	if !alive {
+		t.Fatal("a running process whose /proc entry could not be read is reported dead")
+	}
+}

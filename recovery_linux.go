@@ -1,0 +1,63 @@
+//go:build linux
+
+package main
+
+import (
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// pidfdOpen wraps pidfd_open(2) (Linux 5.3): an fd, close-on-exec, that
+// polls readable once the process has exited.
+func pidfdOpen(pid int) (int, error) {
+	for {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err == nil {
+			return fd, nil
+		}
+		if !retryable(err) {
+			return -1, os.NewSyscallError("pidfd_open", err)
+		}
+	}
+}
+
+// pidfdWorks reports whether this kernel has pidfd_open(2). Routers often
+// run 4.x kernels, which answer ENOSYS; seccomp filters may answer EPERM.
+// Either way children are then reaped on SIGCHLD.
+func pidfdWorks() bool {
+	fd, err := pidfdOpen(os.Getpid())
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+// closeInheritedOnExec marks close-on-exec every descriptor above stderr
+// that the observer inherited without the flag (whatever started it may
+// leak a pipe or a lock file), so that recovery children get stdin, stdout
+// and stderr only. Every descriptor the observer opens itself is already
+// close-on-exec. A leaked pipe held open by a daemon that a recovery
+// restarted would otherwise keep the observer's parent waiting for EOF.
+func closeInheritedOnExec() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			continue // the directory's own descriptor, already closed
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, flags|unix.FD_CLOEXEC); err != nil {
+			return os.NewSyscallError("fcntl", err)
+		}
+	}
+	return nil
+}
