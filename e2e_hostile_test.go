@@ -529,19 +529,13 @@ func hungSender(t *testing.T, socket string) (string, int) {
 // into their frames (--pid, sent with their own kernel credentials): a
 // bystander process, the observer itself and the test process. Every frame
 // must be a mismatch naming the claimed pid; none may become a beat, a
-// tracked pid, a stall, or (when recovery is built) a recovery.
+// tracked pid, a stall, or a recovery (--recovery-cmd touches a marker per pid).
 func TestHostileSpoofedPids(t *testing.T) {
 	const count = 40
 	dir := shortTempDir(t)
 	marker := filepath.Join(dir, "recovered")
-	args := []string{"--threshold-ms", "100"}
-	withRecovery := featureBuilt(t, "--recovery-cmd", "true")
-	if withRecovery {
-		args = append(args, "--recovery-cmd", "touch "+marker+".{pid}", "--recovery-debounce-ms", "0")
-	} else {
-		t.Log("recovery is not built yet: checking beats and stalls only")
-	}
-	o := startObserver(t, args...)
+	o := startObserver(t, "--threshold-ms", "100",
+		"--recovery-cmd", "touch "+marker+".{pid}", "--recovery-debounce-ms", "0")
 	victims := []int{liveProcess(t), o.cmd.Process.Pid, os.Getpid()}
 	var spoofers []*reportingAgent
 	for _, v := range victims {
@@ -588,20 +582,18 @@ func TestHostileSpoofedPids(t *testing.T) {
 	if n := len(evs) - countEvents(evs, "mismatch", ""); n != 0 {
 		t.Errorf("%d events besides the mismatches", n)
 	}
-	if withRecovery {
-		// The control: a real agent that hangs is recovered, so the
-		// absent markers above mean something.
-		a := startAgent(t, o.socket, "--interval-ms", "5", "--hang-after", "3")
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, err := os.Stat(marker + "." + a.pid); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("a hung agent was never recovered: the recovery command does not work here")
-			}
-			time.Sleep(10 * time.Millisecond)
+	// The control: a real agent that hangs is recovered, so the absent
+	// markers above mean something.
+	a := startAgent(t, o.socket, "--interval-ms", "5", "--hang-after", "3")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(marker + "." + a.pid); err == nil {
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a hung agent was never recovered: the recovery command does not work here")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -1070,30 +1062,6 @@ func runHostileObserver(t *testing.T, args ...string) (int, string) {
 		t.Fatalf("observer %q still running after 10s", args)
 	}
 	return cmd.ProcessState.ExitCode(), stderr.String()
-}
-
-var (
-	featureMu    sync.Mutex
-	featureCache = map[string]bool{}
-)
-
-// featureBuilt reports whether the observer starts with these flags, so
-// that a test of a feature still being built on another branch runs its
-// full checks once the feature lands and its core checks before.
-func featureBuilt(t *testing.T, flags ...string) bool {
-	t.Helper()
-	key := strings.Join(flags, " ")
-	featureMu.Lock()
-	defer featureMu.Unlock()
-	if v, ok := featureCache[key]; ok {
-		return v
-	}
-	dir := shortTempDir(t)
-	args := append([]string{"--socket", filepath.Join(dir, "p.sock"), "--threshold-ms", "100", "--shutdown-after-secs", "1"}, flags...)
-	code, stderr := runHostileObserver(t, args...)
-	v := !(code == 1 && strings.Contains(stderr, "not built yet"))
-	featureCache[key] = v
-	return v
 }
 
 // scrapeMetrics fetches /metrics and returns each sample by its name and
