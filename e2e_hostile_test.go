@@ -160,6 +160,47 @@ func checkStallsOnTime(t *testing.T, evs []tsvEvent, pid string, threshold, slac
 	return n
 }
 
+// schedSnapshot is, per thread of the observer, the CPU time and the time
+// spent waiting for a CPU so far (/proc/PID/task/*/schedstat, ns).
+type schedSnapshot map[string][2]int64
+
+func takeSchedSnapshot(o *observerProc) schedSnapshot {
+	dir := fmt.Sprintf("/proc/%d/task", o.cmd.Process.Pid)
+	tasks, _ := os.ReadDir(dir)
+	snap := schedSnapshot{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "schedstat"))
+		if f := strings.Fields(string(b)); err == nil && len(f) >= 2 {
+			cpu, _ := strconv.ParseInt(f[0], 10, 64)
+			wait, _ := strconv.ParseInt(f[1], 10, 64)
+			snap[task.Name()] = [2]int64{cpu, wait}
+		}
+	}
+	return snap
+}
+
+// stallSlackSince is stallSlack plus how long the loop waited for a CPU
+// since the snapshot. On a loaded machine (two cores shared by the test,
+// its agents and whatever else runs) the scheduler, not the loop, can make
+// a stall late. The loop's thread is taken to be the one that used the
+// most CPU meanwhile; a late stall still fails the test when that thread
+// had the CPU and the loop did not turn.
+func stallSlackSince(t *testing.T, o *observerProc, before schedSnapshot) time.Duration {
+	t.Helper()
+	var busiest string
+	var mostCPU, waited int64
+	for tid, now := range takeSchedSnapshot(o) {
+		if cpu := now[0] - before[tid][0]; cpu > mostCPU {
+			busiest, mostCPU, waited = tid, cpu, now[1]-before[tid][1]
+		}
+	}
+	if waited > int64(10*time.Millisecond) {
+		t.Logf("the loop's thread (%s, %v of CPU) waited %v for a CPU during the test: stalls may be that much later",
+			busiest, time.Duration(mostCPU), time.Duration(waited))
+	}
+	return stallSlack + time.Duration(max(waited, 0))
+}
+
 // maxBeatGap returns the longest silence between consecutive beats of pid
 // in [from, to] (observer ns), counting the edges.
 func maxBeatGap(evs []tsvEvent, pid string, from, to int64) time.Duration {
@@ -189,6 +230,7 @@ func observerNow() int64 { return monoNow() }
 func TestHostileFloodRandomDatagrams(t *testing.T) {
 	const threshold = 300 * time.Millisecond
 	o := startObserver(t, "--threshold-ms", "300", "--prom-addr", "127.0.0.1:0")
+	schedBefore := takeSchedSnapshot(o)
 	healthy := []*reportingAgent{
 		startReportingAgent(t, o.socket, "--interval-ms", "20"),
 		startReportingAgent(t, o.socket, "--interval-ms", "50", "--status", "degraded"),
@@ -320,15 +362,16 @@ func TestHostileFloodRandomDatagrams(t *testing.T) {
 	}
 	checkMetricsArithmetic(t, o, ta, others)
 
+	slack := stallSlackSince(t, o, schedBefore)
 	for i, a := range healthy {
-		checkHealthyAgent(t, evs, a, reports[i].sent, reports[i].dropped, threshold, floodStart, floodEnd)
+		checkHealthyAgent(t, evs, a, reports[i].sent, reports[i].dropped, threshold, slack, floodStart, floodEnd)
 	}
 	// The flood's own beats wait for room in the queue: none is lost.
 	if gap := maxBeatGap(evs, selfPid, floodStart, floodEnd); gap >= threshold || stallsBefore(evs, selfPid, floodEnd) != 0 {
 		t.Errorf("the flood's own beats (pid %s) went %v unheard", selfPid, gap)
 	}
 	for _, p := range hung {
-		if n := checkStallsOnTime(t, evs, p, threshold, stallSlack); n != 1 {
+		if n := checkStallsOnTime(t, evs, p, threshold, slack); n != 1 {
 			t.Errorf("hung agent %s: %d stalls, want 1", p, n)
 		}
 	}
@@ -481,22 +524,20 @@ func stallsBefore(evs []tsvEvent, pid string, end int64) int {
 }
 
 // checkHealthyAgent holds the observer to a non-blocking agent's report:
-// every beat the kernel queued is recorded, none more. A stall is the
-// observer's fault only if the agent lost no beat in the kernel queue; if
-// it did, the silence was real as far as the observer could know.
-func checkHealthyAgent(t *testing.T, evs []tsvEvent, a *reportingAgent, sent, dropped int, threshold time.Duration, from, to int64) {
+// every beat the kernel queued is recorded, none more, and any stall
+// follows a real silence of the threshold and is surfaced on time. Whether
+// the agent beat often enough is not the observer's to answer: it may
+// have lost beats to a full queue, or not been scheduled on a busy machine.
+func checkHealthyAgent(t *testing.T, evs []tsvEvent, a *reportingAgent, sent, dropped int, threshold, slack time.Duration, from, to int64) {
 	t.Helper()
 	recorded := countEvents(evs, "beat", a.pid)
 	gap := maxBeatGap(evs, a.pid, from, to)
-	stalls := stallsBefore(evs, a.pid, to)
 	t.Logf("agent %s: %d beats queued, %d dropped by a full queue, %d recorded; longest silence %v, %d stalls",
-		a.pid, sent, dropped, recorded, gap, stalls)
+		a.pid, sent, dropped, recorded, gap, stallsBefore(evs, a.pid, to))
 	if recorded != sent {
 		t.Errorf("agent %s: the kernel queued %d beats, the observer recorded %d", a.pid, sent, recorded)
 	}
-	if dropped == 0 && (stalls != 0 || gap >= threshold) {
-		t.Errorf("agent %s lost no beat, yet went %v unheard (%d stalls)", a.pid, gap, stalls)
-	}
+	checkStallsOnTime(t, evs, a.pid, threshold, slack)
 }
 
 // hungSender beats a few times for a pid and then falls silent while the
@@ -674,6 +715,7 @@ func TestHostileFloodingAgent(t *testing.T) {
 func testFloodingAgent(t *testing.T, mode string) {
 	const threshold = 300 * time.Millisecond
 	o := startObserver(t, "--threshold-ms", "300")
+	schedBefore := takeSchedSnapshot(o)
 	floodArgs := []string{"--interval-ms", "0"}
 	if mode == "repeat" {
 		floodArgs = append(floodArgs, "--repeat", "1000000000")
@@ -742,6 +784,7 @@ func testFloodingAgent(t *testing.T, mode string) {
 		}
 		return true
 	})
+	slack := stallSlackSince(t, o, schedBefore)
 	secs := time.Duration(end - start).Seconds()
 	t.Logf("flooder (%s): %d beats recorded, observer made %d read syscalls in %.1fs",
 		mode, countEvents(evs, "beat", flooder.pid), reads, secs)
@@ -753,7 +796,7 @@ func testFloodingAgent(t *testing.T, mode string) {
 		if n := countEvents(evs, "beat", flooder.pid); n != 1 {
 			t.Errorf("flooder repeating one frame: %d beats, want 1", n)
 		}
-		if n := checkStallsOnTime(t, evs, flooder.pid, threshold, stallSlack); n != 1 {
+		if n := checkStallsOnTime(t, evs, flooder.pid, threshold, slack); n != 1 {
 			t.Errorf("flooder repeating one frame: %d stalls, want 1", n)
 		}
 		// Each repeat is out of order, which asks /proc whether the pid
@@ -778,10 +821,10 @@ func testFloodingAgent(t *testing.T, mode string) {
 		}
 	}
 	for i, a := range nonBlocking {
-		checkHealthyAgent(t, evs, a, sent[i], dropped[i], threshold, start, end)
+		checkHealthyAgent(t, evs, a, sent[i], dropped[i], threshold, slack, start, end)
 	}
 	for _, p := range hung {
-		if n := checkStallsOnTime(t, evs, p, threshold, stallSlack); n != 1 {
+		if n := checkStallsOnTime(t, evs, p, threshold, slack); n != 1 {
 			t.Errorf("hung agent %s: %d stalls, want 1", p, n)
 		}
 	}
