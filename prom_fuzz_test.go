@@ -50,7 +50,7 @@ func fuzzExchange(t *testing.T, o *observer, req []byte) []byte {
 	var sa unix.SockaddrInet4
 	copy(sa.Addr[:], net.ParseIP(host).To4())
 	sa.Port, _ = strconv.Atoi(port)
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

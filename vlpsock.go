@@ -185,26 +185,10 @@ func cmsgAlign(n int) int {
 // descriptors into fds so the caller can close them. It never reads past
 // oob and never panics, whatever the bytes.
 func parseControl(oob []byte, fds *[maxRightsFds]int32) (pid int32, hasCred bool, nfds int) {
-	hdr := unix.SizeofCmsghdr
-	for len(oob) >= hdr {
-		var l int
-		if cmsgLenSize == 8 {
-			l64 := binary.NativeEndian.Uint64(oob[0:8])
-			if l64 > uint64(len(oob)) {
-				return
-			}
-			l = int(l64)
-		} else {
-			l = int(binary.NativeEndian.Uint32(oob[0:4]))
-		}
-		level := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize : cmsgLenSize+4]))
-		typ := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4 : cmsgLenSize+8]))
-		if l < hdr || l > len(oob) {
+	for {
+		level, typ, data, rest, ok := nextCmsg(oob)
+		if !ok {
 			return
-		}
-		var data []byte
-		if a := cmsgAlign(hdr); a <= l {
-			data = oob[a:l]
 		}
 		if level == unix.SOL_SOCKET {
 			switch {
@@ -219,40 +203,53 @@ func parseControl(oob []byte, fds *[maxRightsFds]int32) (pid int32, hasCred bool
 				}
 			}
 		}
-		next := cmsgAlign(l)
-		if next >= len(oob) {
-			return
-		}
-		oob = oob[next:]
+		oob = rest
 	}
-	return
+}
+
+// nextCmsg splits the first control message off oob: its level, type and
+// data, and what follows it. ok is false at the end or at a malformed
+// header; it never reads past oob, whatever the bytes.
+func nextCmsg(oob []byte) (level, typ int32, data, rest []byte, ok bool) {
+	hdr := unix.SizeofCmsghdr
+	if len(oob) < hdr {
+		return 0, 0, nil, nil, false
+	}
+	var l int
+	if cmsgLenSize == 8 {
+		l64 := binary.NativeEndian.Uint64(oob[0:8])
+		if l64 > uint64(len(oob)) {
+			return 0, 0, nil, nil, false
+		}
+		l = int(l64)
+	} else {
+		l = int(binary.NativeEndian.Uint32(oob[0:4]))
+	}
+	if l < hdr || l > len(oob) {
+		return 0, 0, nil, nil, false
+	}
+	level = int32(binary.NativeEndian.Uint32(oob[cmsgLenSize : cmsgLenSize+4]))
+	typ = int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4 : cmsgLenSize+8]))
+	if a := cmsgAlign(hdr); a <= l {
+		data = oob[a:l]
+	}
+	if next := cmsgAlign(l); next < len(oob) {
+		rest = oob[next:]
+	}
+	return level, typ, data, rest, true
 }
 
 // parseTimestamp returns the SCM_TIMESTAMPNS arrival time in the control
 // messages of one recvmsg, as Unix nanoseconds, or 0 when there is none.
 // The payload is a struct timespec: 16 bytes on 64-bit systems, 8 on
-// 32-bit ones (SO_TIMESTAMPNS_OLD: 32-bit seconds). Like parseControl it
-// never reads past oob.
+// 32-bit ones (SO_TIMESTAMPNS_OLD: 32-bit seconds).
 func parseTimestamp(oob []byte) int64 {
-	hdr := unix.SizeofCmsghdr
-	for len(oob) >= hdr {
-		var l int
-		if cmsgLenSize == 8 {
-			l64 := binary.NativeEndian.Uint64(oob[0:8])
-			if l64 > uint64(len(oob)) {
-				return 0
-			}
-			l = int(l64)
-		} else {
-			l = int(binary.NativeEndian.Uint32(oob[0:4]))
-		}
-		if l < hdr || l > len(oob) {
+	for {
+		level, typ, data, rest, ok := nextCmsg(oob)
+		if !ok {
 			return 0
 		}
-		level := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize : cmsgLenSize+4]))
-		typ := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4 : cmsgLenSize+8]))
-		if level == unix.SOL_SOCKET && typ == scmTimestampNS && cmsgAlign(hdr) <= l {
-			data := oob[cmsgAlign(hdr):l]
+		if level == unix.SOL_SOCKET && typ == scmTimestampNS {
 			switch {
 			case len(data) >= 16:
 				return int64(binary.NativeEndian.Uint64(data[0:8]))*1e9 + int64(binary.NativeEndian.Uint64(data[8:16]))
@@ -261,13 +258,8 @@ func parseTimestamp(oob []byte) int64 {
 			}
 			return 0
 		}
-		next := cmsgAlign(l)
-		if next >= len(oob) || next == 0 {
-			return 0
-		}
-		oob = oob[next:]
+		oob = rest
 	}
-	return 0
 }
 
 // close closes the socket and removes its path only if the path still holds
