@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -95,7 +94,7 @@ type flagError struct{ msg string }
 func (e *flagError) Error() string { return e.msg }
 
 func flagErrorf(format string, a ...any) error {
-	return &flagError{msg: fmt.Sprintf(format, a...)}
+	return &flagError{msg: sprintf(format, a...)}
 }
 
 type flagSpec struct {
@@ -278,18 +277,18 @@ func (c *config) validate() error {
 func checkHostPort(s string) error {
 	i := strings.LastIndexByte(s, ':')
 	if i < 0 {
-		return fmt.Errorf("%q is not HOST:PORT", s)
+		return errorf("%q is not HOST:PORT", s)
 	}
 	host, port := s[:i], s[i+1:]
 	if strings.HasPrefix(host, "[") != strings.HasSuffix(host, "]") {
-		return fmt.Errorf("%q has an unbalanced [ ]", s)
+		return errorf("%q has an unbalanced [ ]", s)
 	}
 	if !strings.HasPrefix(host, "[") && strings.Contains(host, ":") {
-		return fmt.Errorf("%q: write an IPv6 host as [addr]:port", s)
+		return errorf("%q: write an IPv6 host as [addr]:port", s)
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || port == "" {
-		return fmt.Errorf("%q has no valid port (0..65535)", s)
+		return errorf("%q has no valid port (0..65535)", s)
 	}
 	_ = p
 	return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -72,18 +71,18 @@ func (f *eventFile) open() error {
 	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o640)
 	if err != nil {
 		if err == unix.ELOOP || err == unix.EMLINK {
-			return fmt.Errorf("export file %s: is a symbolic link; refusing to follow it", f.path)
+			return errorf("export file %s: is a symbolic link; refusing to follow it", f.path)
 		}
-		return fmt.Errorf("export file %s: %v", f.path, err)
+		return errorf("export file %s: %v", f.path, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("export file %s: %v", f.path, err)
+		return errorf("export file %s: %v", f.path, err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		unix.Close(fd)
-		return fmt.Errorf("export file %s: is a directory", f.path)
+		return errorf("export file %s: is a directory", f.path)
 	}
 	// A regular file with a second name may be another file hard-linked
 	// here by whoever can write the directory (fs.protected_hardlinks is
@@ -92,7 +91,7 @@ func (f *eventFile) open() error {
 	// the event file with two names (TestHardLinkAtExportFile).
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
 		unix.Close(fd)
-		return fmt.Errorf("export file %s: has %d hard links; refusing to append to a file that has another name", f.path, st.Nlink)
+		return errorf("export file %s: has %d hard links; refusing to append to a file that has another name", f.path, st.Nlink)
 	}
 	f.fd = fd
 	f.size = st.Size
@@ -287,16 +286,16 @@ func (f *eventFile) writeFailed(now int64, err error) {
 func (f *eventFile) rotate() error {
 	if f.keep == 0 {
 		if err := unix.Unlink(f.path); err != nil && err != unix.ENOENT {
-			return fmt.Errorf("unlink %s: %w", f.path, err)
+			return errorf("unlink %s: %w", f.path, err)
 		}
 	} else {
 		for i := f.keep - 1; i >= 1; i-- {
 			if err := unix.Rename(f.gens[i-1], f.gens[i]); err != nil && err != unix.ENOENT {
-				return fmt.Errorf("rename %s: %w", f.gens[i-1], err)
+				return errorf("rename %s: %w", f.gens[i-1], err)
 			}
 		}
 		if err := unix.Rename(f.path, f.gens[0]); err != nil {
-			return fmt.Errorf("rename %s: %w", f.path, err)
+			return errorf("rename %s: %w", f.path, err)
 		}
 	}
 	old := f.fd

@@ -3,8 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/subtle"
-	"fmt"
-	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -129,11 +128,11 @@ func newPromServer(o *observer) (*promServer, error) {
 		o.log.warn("process metrics unavailable", fStr("err", err.Error()))
 	}
 	if err := p.listen(o.cfg.promAddr); err != nil {
-		return nil, fmt.Errorf("--prom-addr %s: %v", o.cfg.promAddr, err)
+		return nil, errorf("--prom-addr %s: %v", o.cfg.promAddr, err)
 	}
 	if err := o.poll.add(p.lfd, true, false); err != nil {
 		p.close()
-		return nil, fmt.Errorf("--prom-addr %s: %v", o.cfg.promAddr, err)
+		return nil, errorf("--prom-addr %s: %v", o.cfg.promAddr, err)
 	}
 	p.conns = make([]*promConn, 0, promMaxConns)
 	return p, nil
@@ -144,31 +143,31 @@ func newPromServer(o *observer) (*promServer, error) {
 func readTokenFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("--prom-token-file %s: %v", path, unwrapPathError(err))
+		return nil, errorf("--prom-token-file %s: %v", path, unwrapPathError(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("--prom-token-file %s: %v", path, unwrapPathError(err))
+		return nil, errorf("--prom-token-file %s: %v", path, unwrapPathError(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("--prom-token-file %s: not a regular file", path)
+		return nil, errorf("--prom-token-file %s: not a regular file", path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("--prom-token-file %s: mode %04o lets group or others read it; chmod 600 it", path, perm)
+		return nil, errorf("--prom-token-file %s: mode %04o lets group or others read it; chmod 600 it", path, perm)
 	}
 	buf := make([]byte, promTokenMaxBytes+1)
 	n, _ := f.Read(buf)
 	if n > promTokenMaxBytes {
-		return nil, fmt.Errorf("--prom-token-file %s: longer than %d bytes", path, promTokenMaxBytes)
+		return nil, errorf("--prom-token-file %s: longer than %d bytes", path, promTokenMaxBytes)
 	}
 	tok := bytes.TrimSpace(buf[:n])
 	if len(tok) == 0 {
-		return nil, fmt.Errorf("--prom-token-file %s: the file is empty", path)
+		return nil, errorf("--prom-token-file %s: the file is empty", path)
 	}
 	for _, c := range tok {
 		if c <= ' ' || c == 0x7f {
-			return nil, fmt.Errorf("--prom-token-file %s: the token holds whitespace or control characters", path)
+			return nil, errorf("--prom-token-file %s: the token holds whitespace or control characters", path)
 		}
 	}
 	return bytes.Clone(tok), nil
@@ -181,45 +180,40 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// resolveListenAddr turns HOST:PORT into a socket address. An empty host
-// listens on every address (IPv6 and, dual-stack, IPv4); a name is looked
-// up once, at start.
+// resolveListenAddr turns HOST:PORT into a socket address. HOST is an IP
+// literal ([::1] for IPv6), "localhost" (127.0.0.1) or empty (every
+// address: IPv6 and, dual-stack, IPv4). Names are not looked up: the
+// resolver (package net) would add ~0.7 MB to a binary meant for routers,
+// and a listen address is a local fact the operator knows.
 func resolveListenAddr(addr string) (family int, sa unix.Sockaddr, err error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0, nil, err
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return 0, nil, errorf("%q is not HOST:PORT", addr)
 	}
+	host, portStr := addr[:i], addr[i+1:]
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
-		return 0, nil, fmt.Errorf("bad port %q", portStr)
+		return 0, nil, errorf("bad port %q", portStr)
 	}
-	var ip net.IP
+	var ip netip.Addr
 	switch {
 	case host == "":
-		ip = net.IPv6unspecified
+		ip = netip.IPv6Unspecified()
+	case host == "localhost":
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	case strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]"):
+		if ip, err = netip.ParseAddr(host[1 : len(host)-1]); err != nil || !ip.Is6() || ip.Zone() != "" {
+			return 0, nil, errorf("%q is not an IPv6 address", host)
+		}
 	default:
-		if ip = net.ParseIP(host); ip == nil {
-			ips, err := net.LookupIP(host)
-			if err != nil || len(ips) == 0 {
-				return 0, nil, fmt.Errorf("cannot resolve %q", host)
-			}
-			ip = ips[0]
-			for _, c := range ips {
-				if c.To4() != nil {
-					ip = c
-					break
-				}
-			}
+		if ip, err = netip.ParseAddr(host); err != nil || !ip.Is4() {
+			return 0, nil, errorf("host %q is not an IP address (names are not resolved; use an address, [IPv6] or localhost)", host)
 		}
 	}
-	if ip4 := ip.To4(); ip4 != nil && !strings.Contains(host, ":") {
-		s := &unix.SockaddrInet4{Port: int(port)}
-		copy(s.Addr[:], ip4)
-		return unix.AF_INET, s, nil
+	if ip.Is4() {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: ip.As4()}, nil
 	}
-	s := &unix.SockaddrInet6{Port: int(port)}
-	copy(s.Addr[:], ip.To16())
-	return unix.AF_INET6, s, nil
+	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port), Addr: ip.As16()}, nil
 }
 
 func (p *promServer) listen(addr string) error {
@@ -245,7 +239,7 @@ func (p *promServer) listen(addr string) error {
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		if err == unix.EADDRINUSE {
-			return fmt.Errorf("address already in use")
+			return errorf("address already in use")
 		}
 		return os.NewSyscallError("bind", err)
 	}
@@ -258,9 +252,9 @@ func (p *promServer) listen(addr string) error {
 	}
 	switch a := got.(type) {
 	case *unix.SockaddrInet4:
-		p.bound = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+		p.bound = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
 	case *unix.SockaddrInet6:
-		p.bound = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+		p.bound = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 )
@@ -21,18 +20,18 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 	if err != nil {
 		var fe *flagError
 		if errors.As(err, &fe) {
-			fmt.Fprintf(stderr, "varta-watch: %v\n\n%s", err, usageText)
+			io.WriteString(stderr, sprintf("varta-watch: %v\n\n%s", err, usageText))
 			return 2
 		}
-		fmt.Fprintf(stderr, "varta-watch: %v\n", err)
+		io.WriteString(stderr, sprintf("varta-watch: %v\n", err))
 		return 2
 	}
 	if cfg.showHelp {
-		fmt.Fprint(stdout, usageText)
+		io.WriteString(stdout, usageText)
 		return 0
 	}
 	if cfg.showVersion {
-		fmt.Fprintln(stdout, versionLine())
+		io.WriteString(stdout, versionLine()+"\n")
 		return 0
 	}
 	log := newLogger(cfg.logJSON)
@@ -41,7 +40,7 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 		// No stack trace ever reaches a user: report the fault in one line,
 		// still flush the event file and remove the socket, and exit 1.
 		if r := recover(); r != nil {
-			log.error("internal error", fStr("panic", fmt.Sprint(r)))
+			log.error("internal error", fStr("panic", sprintf("%v", r)))
 			if o != nil {
 				o.closeAll()
 			}
@@ -50,17 +49,17 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 	}()
 	o, err = newObserver(cfg, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "varta-watch: %v\n", err)
+		io.WriteString(stderr, sprintf("varta-watch: %v\n", err))
 		return 1
 	}
 	if o.prom != nil {
-		fmt.Fprintln(stdout, o.prom.addr())
+		io.WriteString(stdout, o.prom.addr()+"\n")
 		if f, ok := stdout.(*os.File); ok {
 			f.Sync()
 		}
 	}
 	if err := o.run(); err != nil {
-		fmt.Fprintf(stderr, "varta-watch: %v\n", err)
+		io.WriteString(stderr, sprintf("varta-watch: %v\n", err))
 		return 1
 	}
 	return 0

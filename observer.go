@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
@@ -119,7 +118,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		o.hwInterval = int64(o.hwdog.interval())
 	}
 	if o.notify, err = newSdNotifier(); err != nil {
-		return o, fmt.Errorf("NOTIFY_SOCKET: %v", err)
+		return o, errorf("NOTIFY_SOCKET: %v", err)
 	}
 	o.sdInterval = int64(o.notify.watchdogInterval())
 	if cfg.shutdownAfterSecs > 0 {
@@ -588,7 +587,7 @@ func (o *observer) logStart() {
 		fInt("threshold_ms", o.cfg.thresholdMs), fInt("tracker_capacity", int64(o.cfg.trackerCapacity)))
 	if !hasDatagramCreds {
 		o.log.warn("this system attaches no per-datagram credentials: frame pids are trusted on the strength of the socket mode, and recovery is refused",
-			fStr("socket_mode", fmt.Sprintf("%04o", o.cfg.socketMode)))
+			fStr("socket_mode", sprintf("%04o", o.cfg.socketMode)))
 	}
 	if o.rec != nil {
 		o.rec.logStart()
@@ -599,7 +598,7 @@ func (o *observer) logStart() {
 		if q < need {
 			o.log.warn("socket queue limit is low for the tracker capacity; raise it so bursts of beats are not dropped by the kernel",
 				fInt("max_dgram_qlen", int64(q)), fInt("recommended", int64(need)),
-				fStr("fix", fmt.Sprintf("sysctl -w net.unix.max_dgram_qlen=%d", need)))
+				fStr("fix", sprintf("sysctl -w net.unix.max_dgram_qlen=%d", need)))
 		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -161,7 +160,7 @@ func newRecoverer(o *observer) (*recoverer, error) {
 		r.command = cfg.recoveryExec
 		fields := splitExecArgs(cfg.recoveryExec)
 		if len(fields) == 0 {
-			return nil, fmt.Errorf("--recovery-exec: %q names no command", cfg.recoveryExec)
+			return nil, errorf("--recovery-exec: %q names no command", cfg.recoveryExec)
 		}
 		for _, f := range fields {
 			r.args = append(r.args, parseArgTemplate(f))
@@ -176,7 +175,7 @@ func newRecoverer(o *observer) (*recoverer, error) {
 	r.argv = make([]string, len(r.args))
 	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("recovery: /dev/null: %v", os.NewSyscallError("open", err))
+		return nil, errorf("recovery: /dev/null: %v", os.NewSyscallError("open", err))
 	}
 	r.devNull = fd
 	if err := closeInheritedOnExec(); err != nil {
@@ -263,7 +262,7 @@ func (r *recoverer) resolve(name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s: not found in %s", name, recoveryExecPath)
+	return "", errorf("%s: not found in %s", name, recoveryExecPath)
 }
 
 // isExecutable reports whether path is a regular file this process may

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"fmt"
 	"math"
 	"os"
 	"runtime"
@@ -52,7 +51,7 @@ func newSdNotifier() (*sdNotifier, error) {
 	}
 	fd, err := notifySocket()
 	if err != nil {
-		return nil, fmt.Errorf("NOTIFY_SOCKET %s: %w", name, err)
+		return nil, errorf("NOTIFY_SOCKET %s: %w", name, err)
 	}
 	n := &sdNotifier{fd: fd, watchdog: watchdog}
 	n.addr.Name = name
@@ -67,19 +66,19 @@ func checkNotifySocketName(name string) error {
 	switch {
 	case name[0] == '@':
 		if runtime.GOOS != "linux" && runtime.GOOS != "android" {
-			return fmt.Errorf("NOTIFY_SOCKET %s: abstract socket names exist only on Linux", name)
+			return errorf("NOTIFY_SOCKET %s: abstract socket names exist only on Linux", name)
 		}
 		if len(name) < 2 {
-			return fmt.Errorf("NOTIFY_SOCKET %s: empty abstract socket name", name)
+			return errorf("NOTIFY_SOCKET %s: empty abstract socket name", name)
 		}
 	case name[0] != '/':
 		// systemd also knows vsock: addresses (for VMs); they are not
 		// something a router daemon is started with.
-		return fmt.Errorf("NOTIFY_SOCKET %s: want an absolute path or an @abstract name", name)
+		return errorf("NOTIFY_SOCKET %s: want an absolute path or an @abstract name", name)
 	}
 	// sun_path must hold the name and, for a path, its terminating NUL.
 	if len(name) >= len(raw.Path) {
-		return fmt.Errorf("NOTIFY_SOCKET %s: name longer than %d bytes", name, len(raw.Path)-1)
+		return errorf("NOTIFY_SOCKET %s: name longer than %d bytes", name, len(raw.Path)-1)
 	}
 	return nil
 }
@@ -93,12 +92,12 @@ func sdWatchdogFromEnv(usec, pid string, self int) (time.Duration, error) {
 	}
 	u, err := strconv.ParseUint(usec, 10, 64)
 	if err != nil || u == 0 {
-		return 0, fmt.Errorf("WATCHDOG_USEC=%q: want a positive number of microseconds", usec)
+		return 0, errorf("WATCHDOG_USEC=%q: want a positive number of microseconds", usec)
 	}
 	if pid != "" {
 		p, err := strconv.Atoi(pid)
 		if err != nil || p <= 0 {
-			return 0, fmt.Errorf("WATCHDOG_PID=%q: want a process id", pid)
+			return 0, errorf("WATCHDOG_PID=%q: want a process id", pid)
 		}
 		if p != self {
 			return 0, nil

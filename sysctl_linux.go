@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -26,7 +25,7 @@ func readMaxDgramQlen(path string) (int, error) {
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s: %q is not a queue length", path, strings.TrimSpace(string(b)))
+		return 0, errorf("%s: %q is not a queue length", path, strings.TrimSpace(string(b)))
 	}
 	return n, nil
 }

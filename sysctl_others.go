@@ -3,7 +3,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 )
 
@@ -11,5 +10,5 @@ import (
 // limit net.unix.max_dgram_qlen is Linux's. (BSDs bound a Unix datagram
 // socket's queue by its receive buffer, net.local.dgram.recvspace.)
 func maxDgramQlen() (int, error) {
-	return 0, fmt.Errorf("net.unix.max_dgram_qlen: %w", os.ErrNotExist)
+	return 0, errorf("net.unix.max_dgram_qlen: %w", os.ErrNotExist)
 }

@@ -1,65 +1,33 @@
 package main
 
-import (
-	"fmt"
-	"runtime"
-	"runtime/debug"
-)
+import "runtime"
 
-// Stamped by the build: -ldflags "-X main.version=… -X main.revision=…".
+// Stamped by the build (Makefile, cross):
+// -ldflags "-X main.version=… -X main.revision=… -X main.goarm=…".
+// runtime/debug.ReadBuildInfo would find the revision by itself, but it
+// links in fmt and reflect: half a megabyte on a router's flash.
 var (
 	version  = "dev"
 	revision = ""
+	goarm    = "" // GOARM of an arm build, for the release arch name
 )
 
-// buildRevision is the stamped revision, else the VCS revision Go recorded,
-// else "unknown".
+// buildRevision is the stamped revision, or "unknown".
 func buildRevision() string {
 	if revision != "" {
 		return revision
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		rev, dirty := "", false
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if rev != "" {
-			if dirty {
-				rev += "-dirty"
-			}
-			return rev
-		}
-	}
 	return "unknown"
 }
 
-// buildArch is GOARCH with its variant, as release names spell it
-// (armv7, mipsle-softfloat is just mipsle: the float ABI is in the name of
-// the release only when it matters).
+// buildArch is GOARCH with its variant, as release names spell it (armv7).
 func buildArch() string {
-	arch := runtime.GOARCH
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "GOARM" && arch == "arm" {
-				v := s.Value
-				if len(v) > 0 {
-					v = v[:1]
-				}
-				arch = "armv" + v
-			}
-		}
+	if runtime.GOARCH == "arm" && goarm != "" {
+		return "armv" + goarm[:1]
 	}
-	return arch
+	return runtime.GOARCH
 }
 
 func versionLine() string {
-	return fmt.Sprintf("varta-watch %s (%s, %s, %s/%s)", version, buildRevision(), runtime.Version(), runtime.GOOS, buildArch())
+	return "varta-watch " + version + " (" + buildRevision() + ", " + runtime.Version() + ", " + runtime.GOOS + "/" + buildArch() + ")"
 }

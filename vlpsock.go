@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/binary"
-	"fmt"
 	"os"
 	"unsafe"
 
@@ -49,30 +48,30 @@ const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
 // permissions than mode.
 func bindVLPSocket(path string, mode uint32) (*vlpSocket, error) {
 	if len(path) > maxSocketPath {
-		return nil, fmt.Errorf("socket %s: path is %d bytes, the limit for a Unix socket is %d", path, len(path), maxSocketPath)
+		return nil, errorf("socket %s: path is %d bytes, the limit for a Unix socket is %d", path, len(path), maxSocketPath)
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err == nil {
 		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-			return nil, fmt.Errorf("socket %s: path exists and is not a socket; refusing to replace it", path)
+			return nil, errorf("socket %s: path exists and is not a socket; refusing to replace it", path)
 		}
 		live, err := socketIsLive(path)
 		if err != nil {
-			return nil, fmt.Errorf("socket %s: cannot tell whether an observer is running: %v", path, err)
+			return nil, errorf("socket %s: cannot tell whether an observer is running: %v", path, err)
 		}
 		if live {
-			return nil, fmt.Errorf("socket %s: already running: another observer is bound to this path", path)
+			return nil, errorf("socket %s: already running: another observer is bound to this path", path)
 		}
 		if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
-			return nil, fmt.Errorf("socket %s: cannot remove stale socket: %v", path, err)
+			return nil, errorf("socket %s: cannot remove stale socket: %v", path, err)
 		}
 	} else if err != unix.ENOENT {
-		return nil, fmt.Errorf("socket %s: %v", path, err)
+		return nil, errorf("socket %s: %v", path, err)
 	}
 
 	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
 	if err != nil {
-		return nil, fmt.Errorf("socket %s: %v", path, os.NewSyscallError("socket", err))
+		return nil, errorf("socket %s: %v", path, os.NewSyscallError("socket", err))
 	}
 	old := unix.Umask(int(^mode & 0o777))
 	err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
@@ -80,19 +79,19 @@ func bindVLPSocket(path string, mode uint32) (*vlpSocket, error) {
 	if err != nil {
 		unix.Close(fd)
 		if err == unix.EADDRINUSE {
-			return nil, fmt.Errorf("socket %s: already running: address in use", path)
+			return nil, errorf("socket %s: already running: address in use", path)
 		}
-		return nil, fmt.Errorf("socket %s: %v", path, os.NewSyscallError("bind", err))
+		return nil, errorf("socket %s: %v", path, os.NewSyscallError("bind", err))
 	}
 	s := &vlpSocket{fd: fd, path: path}
 	if err := unix.Lstat(path, &st); err != nil {
 		s.close()
-		return nil, fmt.Errorf("socket %s: %v", path, err)
+		return nil, errorf("socket %s: %v", path, err)
 	}
 	s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
 	if err := enableCredentials(fd); err != nil {
 		s.close()
-		return nil, fmt.Errorf("socket %s: %v", path, err)
+		return nil, errorf("socket %s: %v", path, err)
 	}
 	s.iov.Base = &s.buf[0]
 	s.iov.SetLen(len(s.buf))
