@@ -271,6 +271,12 @@ func (o *observer) drainSocket() {
 			return
 		}
 		o.handleDatagram(res, monoNow())
+		if o.sock.queueWasEmpty() {
+			// The last batch was short: the queue was empty when it was
+			// read. The level-triggered poller reports anything queued
+			// since; a recvmmsg now would only return EAGAIN.
+			return
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -22,8 +23,9 @@ import (
 // syscalls has its P retaken by sysmon at every call once it looks like a
 // 10 ms hog, and each wakeup then costs futex wakes of other threads; the
 // "limit" would measure the Go runtime instead of the kernel. Blocking in a
-// raw syscall is safe here: the loop allocates nothing, and SO_RCVTIMEO
-// bounds each call so a stop or a stop-the-world is never held for long.
+// raw syscall is safe here because the loop allocates nothing, SO_RCVTIMEO
+// bounds each call, and the loop yields to the scheduler whenever a call
+// returns without a datagram (timeout, or a preemption signal).
 type Receiver struct {
 	fd   int
 	path string
@@ -80,9 +82,13 @@ func (r *Receiver) Run(stop <-chan struct{}) (ReceiverResult, error) {
 		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msg)), 0)
 		switch e {
 		case 0:
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
+		case unix.EINTR, unix.EAGAIN:
+			// The runtime sees a raw syscall as running Go code, so a
+			// stop-the-world (a GC) waits for this goroutine, and its
+			// preemption signals interrupt recvmsg (EINTR; SO_RCVTIMEO
+			// calls are never restarted). Yield here, or every retry
+			// would start a fresh timeout before the world can stop.
+			runtime.Gosched()
 			if stopped(stop) {
 				res.finish()
 				return res, nil
