@@ -80,7 +80,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
 	if q, err := maxDgramQlen(); err == nil && coalesceEnabled {
-		o.coal = newCoalescer(q)
+		o.coal = newCoalescer(q, cfg.thresholdMs*1_000_000)
 	}
 	if o.poll, err = newPoller(); err != nil {
 		return o, err

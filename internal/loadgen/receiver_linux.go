@@ -42,6 +42,11 @@ type ReceiverResult struct {
 	FirstMono int64   `json:"first_mono"` // CLOCK_MONOTONIC ns of the first frame
 	LastMono  int64   `json:"last_mono"`  // … and of the last
 	Rate      float64 `json:"frames_per_s"`
+	// MaxGapUs is the longest time between two frames, and Gaps2ms how
+	// many gaps exceeded 2 ms: at a steady rate, the moments the receiver
+	// (or the sender) was not running.
+	MaxGapUs float64 `json:"max_gap_us"`
+	Gaps2ms  int64   `json:"gaps_over_2ms"`
 }
 
 // Listen binds a bare receiver at path (replacing a stale file there).
@@ -103,6 +108,9 @@ func (r *Receiver) Run(stop <-chan struct{}) (ReceiverResult, error) {
 		if n == FrameSize && r.msg.Controllen > 0 && pid != 0 {
 			if res.Frames == 0 {
 				res.FirstMono = now
+			} else if gap := now - res.LastMono; gap > 2_000_000 {
+				res.Gaps2ms++
+				res.MaxGapUs = max(res.MaxGapUs, float64(gap)/1e3)
 			}
 			res.Frames++
 			res.LastMono = now
