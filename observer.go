@@ -54,13 +54,14 @@ type observer struct {
 	nextHwFeed  int64
 	hwInterval  int64
 
-	lastYield  int64 // monotonic ns of the last runtime.Gosched, see iterate
-	coal       coalescer
-	stopping   bool
-	signals    atomic.Uint32
-	sigc       chan os.Signal
-	sigDone    chan struct{} // closed when the signal goroutine has returned
-	pollEvents [maxPollEvents]pollEvent
+	lastYield   int64 // monotonic ns of the last runtime.Gosched, see iterate
+	lastArrival int64 // arrival time of the latest datagram, see arrivalTime
+	coal        coalescer
+	stopping    bool
+	signals     atomic.Uint32
+	sigc        chan os.Signal
+	sigDone     chan struct{} // closed when the signal goroutine has returned
+	pollEvents  [maxPollEvents]pollEvent
 }
 
 func newObserver(cfg config, log *logger) (o *observer, err error) {
@@ -298,7 +299,33 @@ func (o *observer) handleDatagram(res recvResult, now int64) {
 		o.emit(&event{ns: now, kind: evMismatch, pid: f.Pid, payload: "auth_failure"}, now)
 		return
 	}
-	o.track(&f, now)
+	o.track(&f, o.arrivalTime(res.arrival, now), now)
+}
+
+// maxQueueAge bounds how old a datagram's kernel timestamp may be before it
+// is distrusted: older means the wall clock was stepped meanwhile.
+const maxQueueAge = 1_000_000_000
+
+// arrivalTime converts a datagram's kernel arrival time (wall clock) to the
+// observer's monotonic clock, so a beat counts from when it was queued, not
+// from when the loop got to it. Without a usable timestamp it is now. The
+// result never goes backwards: the queue is FIFO, and the active list
+// relies on beats arriving in order.
+func (o *observer) arrivalTime(arrivalWall, now int64) int64 {
+	at := now
+	if arrivalWall != 0 {
+		if d := time.Now().UnixNano() - arrivalWall; d >= 0 && d < maxQueueAge {
+			at = now - d
+		}
+	}
+	if at < o.lastArrival {
+		at = o.lastArrival
+	}
+	if at > now {
+		at = now
+	}
+	o.lastArrival = at
+	return at
 }
 
 // nonceNewer reports whether next follows last: strictly greater, or a wrap
@@ -308,23 +335,24 @@ func nonceNewer(last, next uint64) bool {
 	return next > last || (last >= ^uint64(0)-window+1 && next <= window)
 }
 
-// track applies one authenticated frame to the tracker.
-func (o *observer) track(f *Frame, now int64) {
+// track applies one authenticated frame, which arrived at time at, to the
+// tracker; now is when it is judged.
+func (o *observer) track(f *Frame, at, now int64) {
 	tr := o.tr
 	s := tr.lookup(f.Pid)
 	if s == noSlot {
-		if tr.full() && !o.evictForCapacity(now) {
+		if tr.full() && !o.evictForCapacity(at) {
 			o.stats.capacityExceeded++
 			return
 		}
-		s = tr.insert(f.Pid, now)
+		s = tr.insert(f.Pid, at)
 		o.identify(s)
-		o.accept(s, f, now)
+		o.accept(s, f, at, now)
 		return
 	}
 	sl := &tr.slots[s]
 	if nonceNewer(sl.nonce, f.Nonce) {
-		o.accept(s, f, now)
+		o.accept(s, f, at, now)
 		return
 	}
 	// Not newer: a duplicate or replay, unless the pid now belongs to another
@@ -335,7 +363,7 @@ func (o *observer) track(f *Frame, now int64) {
 		sl.pid = pid
 		o.identify(s)
 		sl.startTime = st
-		o.accept(s, f, now)
+		o.accept(s, f, at, now)
 		return
 	}
 	o.stats.outOfOrder++
@@ -348,15 +376,22 @@ func (o *observer) identify(s int32) {
 	sl.commLen = o.proc.comm(sl.pid, &sl.comm)
 }
 
-func (o *observer) accept(s int32, f *Frame, now int64) {
+func (o *observer) accept(s int32, f *Frame, at, now int64) {
 	sl := &o.tr.slots[s]
+	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
+		// The pid was silent past its deadline, but the loop reached the
+		// beat before the deadline fired (it was descheduled, or served a
+		// long step): surface the stall it owes first, or the silence
+		// would go unreported.
+		o.stall(s, sl.lastBeat+o.threshold, now)
+	}
 	sl.nonce = f.Nonce
 	sl.status = f.Status
 	sl.beats++
-	sl.lastBeat = now
+	sl.lastBeat = max(at, sl.lastBeat)
 	o.tr.moveTo(s, slotActive)
 	o.stats.beatsAccepted++
-	o.emit(&event{ns: now, kind: evBeat, pid: f.Pid, hasNonce: true, nonce: f.Nonce,
+	o.emit(&event{ns: sl.lastBeat, kind: evBeat, pid: f.Pid, hasNonce: true, nonce: f.Nonce,
 		status: f.Status.String(), hasPayloadNum: true, payloadNum: f.Payload}, now)
 }
 
@@ -482,12 +517,15 @@ func (o *observer) ioError(now int64, op string, err error) {
 // startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
 // bits the loop reads, waking the poller.
 func (o *observer) startSignals() {
-	o.sigc = make(chan os.Signal, 16)
-	o.sigDone = make(chan struct{})
-	signal.Notify(o.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
+	if o.sigc != nil {
+		return // already routed (newObserver does it before binding)
+	}
+	sigc, done := make(chan os.Signal, 16), make(chan struct{})
+	o.sigc, o.sigDone = sigc, done
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
 	go func() {
-		defer close(o.sigDone)
-		for s := range o.sigc {
+		defer close(done)
+		for s := range sigc {
 			var bit uint32
 			switch s {
 			case syscall.SIGINT, syscall.SIGTERM:

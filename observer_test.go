@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -106,13 +107,13 @@ func TestTrackPidReuse(t *testing.T) {
 	o := newTestObserver(t)
 	pid := uint32(os.Getpid())
 	now := monoNow()
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now)
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now, now)
 	s := o.tr.lookup(pid)
 	if s == noSlot || o.tr.slots[s].startTime == 0 || o.tr.slots[s].beats != 1 {
 		t.Fatalf("new pid not tracked with its start time: slot %d %+v", s, o.tr.slots[max(s, 0)])
 	}
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now+1)
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 3}, now+2)
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now+1, now+1)
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 3}, now+2, now+2)
 	if sl := o.tr.slots[s]; sl.beats != 1 || sl.nonce != 10 || o.stats.outOfOrder != 2 {
 		t.Fatalf("same process, old nonces: beats %d nonce %d outOfOrder %d", sl.beats, sl.nonce, o.stats.outOfOrder)
 	}
@@ -120,7 +121,7 @@ func TestTrackPidReuse(t *testing.T) {
 	// a new process now, and its nonce 1 is a first beat.
 	o.tr.slots[s].startTime--
 	o.tr.slots[s].stalls = 4
-	o.track(&Frame{Status: StatusDegraded, Pid: pid, Nonce: 1}, now+3)
+	o.track(&Frame{Status: StatusDegraded, Pid: pid, Nonce: 1}, now+3, now+3)
 	sl := o.tr.slots[s]
 	if sl.beats != 1 || sl.stalls != 0 || sl.nonce != 1 || sl.status != StatusDegraded || sl.lastBeat != now+3 ||
 		sl.startTime != o.proc.startTime(pid) || o.stats.outOfOrder != 2 || o.tr.lookup(pid) != s {
@@ -139,7 +140,7 @@ func TestTimeoutIsNearestDeadline(t *testing.T) {
 		t.Fatalf("idle observer: timeout %d, want -1 (no wake-up)", got)
 	}
 	pid := uint32(os.Getpid())
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 1}, now)
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 1}, now, now)
 	// The beat is buffered for the event file: flush first (100 ms after it,
 	// the same as the stall deadline here), then the stall.
 	if got := o.timeout(now + 30*ms); got != 70*ms {
@@ -178,5 +179,56 @@ func TestTimeoutIsNearestDeadline(t *testing.T) {
 	o.signals.Store(sigHup)
 	if got := o.timeout(now + 1000*ms); got != 0 {
 		t.Fatalf("signal pending: timeout %d, want 0", got)
+	}
+}
+
+// TestLateLoopJudgesBeatsByArrival: the loop reaching a beat after its
+// pid's deadline (descheduled, or a long step) judges it by when the
+// kernel queued it. A beat queued before the deadline re-arms without a
+// stall; one queued after it owes a stall, surfaced before the beat counts.
+func TestLateLoopJudgesBeatsByArrival(t *testing.T) {
+	o := newTestObserver(t, "--threshold-ms", "100")
+	const ms = int64(1_000_000)
+	pid := uint32(os.Getpid())
+	t0 := monoNow()
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 1}, t0, t0)
+	s := o.tr.lookup(pid)
+
+	// Queued at 90 ms, read at 150 ms: in time.
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 2}, t0+90*ms, t0+150*ms)
+	if sl := o.tr.slots[s]; sl.stalls != 0 || sl.lastBeat != t0+90*ms || sl.list != slotActive {
+		t.Fatalf("beat queued before its deadline: stalls %d lastBeat %+d list %d", sl.stalls, sl.lastBeat-t0, sl.list)
+	}
+	// Queued at 195 ms (105 ms of silence), read at 200 ms: a stall first.
+	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 3}, t0+195*ms, t0+200*ms)
+	sl := o.tr.slots[s]
+	if sl.stalls != 1 || sl.beats != 3 || sl.status != StatusOK || sl.list != slotActive || sl.lastBeat != t0+195*ms {
+		t.Fatalf("beat after a silence past the threshold: %+v", sl)
+	}
+	if o.stats.stallDelay.count != 1 || o.stats.stallDelay.sumNs != 10*ms {
+		t.Fatalf("stall delay: %d observed, sum %d ns; want 1, 10ms (read at 200 ms, due at 190 ms)",
+			o.stats.stallDelay.count, o.stats.stallDelay.sumNs)
+	}
+	checkTracker(t, o.tr)
+}
+
+func TestArrivalTimeConversion(t *testing.T) {
+	o := newTestObserver(t, "--threshold-ms", "100")
+	now := monoNow()
+	wall := time.Now().UnixNano()
+	at := o.arrivalTime(wall-5_000_000, now)
+	if d := now - at; d < 5_000_000 || d > 50_000_000 {
+		t.Fatalf("queued 5 ms ago: arrival %v before now", time.Duration(d))
+	}
+	if at := o.arrivalTime(0, now); at != now {
+		t.Fatalf("no timestamp: %d, want now", at-now)
+	}
+	// A timestamp from before a clock step is not trusted, and arrival
+	// times never go backwards.
+	if got := o.arrivalTime(wall-10_000_000_000, now+1); got != now+1 {
+		t.Fatalf("10 s old timestamp: %d, want now", got-now)
+	}
+	if got := o.arrivalTime(wall-20_000_000, now+2); got != now+1 {
+		t.Fatalf("arrival went backwards: %d", got-now)
 	}
 }

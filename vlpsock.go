@@ -125,6 +125,7 @@ type recvResult struct {
 	n       int   // datagram length (may exceed len(buf): it was truncated)
 	credPid int32 // kernel-attested sender pid
 	hasCred bool
+	arrival int64 // Linux: wall-clock ns the kernel queued the datagram (SO_TIMESTAMPNS), 0 unknown
 }
 
 // recv reads one datagram with recvmsg(2), issued directly because
@@ -155,6 +156,7 @@ func (s *vlpSocket) recv() (recvResult, unix.Errno) {
 	if cl > 0 {
 		pid, ok, nfds := parseControl(s.oob[:cl], &s.fds)
 		res.credPid, res.hasCred = pid, ok
+		res.arrival = parseTimestamp(s.oob[:cl])
 		for i := 0; i < nfds; i++ {
 			unix.Close(int(s.fds[i]))
 		}
@@ -224,6 +226,48 @@ func parseControl(oob []byte, fds *[maxRightsFds]int32) (pid int32, hasCred bool
 		oob = oob[next:]
 	}
 	return
+}
+
+// parseTimestamp returns the SCM_TIMESTAMPNS arrival time in the control
+// messages of one recvmsg, as Unix nanoseconds, or 0 when there is none.
+// The payload is a struct timespec: 16 bytes on 64-bit systems, 8 on
+// 32-bit ones (SO_TIMESTAMPNS_OLD: 32-bit seconds). Like parseControl it
+// never reads past oob.
+func parseTimestamp(oob []byte) int64 {
+	hdr := unix.SizeofCmsghdr
+	for len(oob) >= hdr {
+		var l int
+		if cmsgLenSize == 8 {
+			l64 := binary.NativeEndian.Uint64(oob[0:8])
+			if l64 > uint64(len(oob)) {
+				return 0
+			}
+			l = int(l64)
+		} else {
+			l = int(binary.NativeEndian.Uint32(oob[0:4]))
+		}
+		if l < hdr || l > len(oob) {
+			return 0
+		}
+		level := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize : cmsgLenSize+4]))
+		typ := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4 : cmsgLenSize+8]))
+		if level == unix.SOL_SOCKET && typ == scmTimestampNS && cmsgAlign(hdr) <= l {
+			data := oob[cmsgAlign(hdr):l]
+			switch {
+			case len(data) >= 16:
+				return int64(binary.NativeEndian.Uint64(data[0:8]))*1e9 + int64(binary.NativeEndian.Uint64(data[8:16]))
+			case len(data) >= 8:
+				return int64(int32(binary.NativeEndian.Uint32(data[0:4])))*1e9 + int64(int32(binary.NativeEndian.Uint32(data[4:8])))
+			}
+			return 0
+		}
+		next := cmsgAlign(l)
+		if next >= len(oob) || next == 0 {
+			return 0
+		}
+		oob = oob[next:]
+	}
+	return 0
 }
 
 // close closes the socket and removes its path only if the path still holds

@@ -14,6 +14,7 @@ import (
 const (
 	recvFlags        = unix.MSG_DONTWAIT
 	scmCredentials   = -1
+	scmTimestampNS   = -1 // not requested: arrival times are the read times
 	hasDatagramCreds = false
 	isDarwin         = runtime.GOOS == "darwin"
 )

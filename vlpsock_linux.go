@@ -15,12 +15,24 @@ import (
 const (
 	recvFlags        = unix.MSG_DONTWAIT | unix.MSG_TRUNC | unix.MSG_CMSG_CLOEXEC
 	scmCredentials   = unix.SCM_CREDENTIALS
+	scmTimestampNS   = unix.SO_TIMESTAMPNS // SCM_TIMESTAMPNS has the option's value
 	hasDatagramCreds = true
 	isDarwin         = false
 )
 
+// enableCredentials turns on SO_PASSCRED (the sender's pid on every
+// datagram) and SO_TIMESTAMPNS (the time the kernel queued it). The arrival
+// time lets a beat that sat in the queue while the loop was late (a busy
+// machine, a coalescing pause) count from when it arrived, so such a beat
+// neither hides a real silence nor causes a false stall.
 func enableCredentials(fd int) error {
-	return os.NewSyscallError("setsockopt SO_PASSCRED", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1))
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		return os.NewSyscallError("setsockopt SO_PASSCRED", err)
+	}
+	// Without timestamps the observer falls back to the time it reads a
+	// datagram: not worth failing the start for.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	return nil
 }
 
 // newSocket creates a non-blocking, close-on-exec socket in one call.
@@ -114,6 +126,7 @@ func (s *vlpSocket) fillBatch() unix.Errno {
 		if cl > 0 {
 			pid, ok, nfds := parseControl(b.oobs[i][:cl], &s.fds)
 			res.credPid, res.hasCred = pid, ok
+			res.arrival = parseTimestamp(b.oobs[i][:cl])
 			for j := 0; j < nfds; j++ {
 				unix.Close(int(s.fds[j]))
 			}

@@ -5,7 +5,9 @@ package main
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -95,5 +97,36 @@ func TestParseControlRandomNeverPanics(t *testing.T) {
 			}
 		}
 		parseControl(b, &fds)
+	}
+}
+
+// TestRecvArrivalTimestamp: Linux stamps each datagram with the time it
+// was queued (SO_TIMESTAMPNS), and recv reports it even after the datagram
+// waited in the queue.
+func TestRecvArrivalTimestamp(t *testing.T) {
+	s, err := bindVLPSocket(filepath.Join(shortTempDir(t), "s.sock"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	client, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(client)
+	sent := time.Now().UnixNano()
+	if err := unix.Sendto(client, make([]byte, FrameSize), 0, &unix.SockaddrUnix{Name: s.path}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	res, errno := recvNext(s)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	if res.arrival < sent-int64(time.Millisecond) || res.arrival > sent+int64(25*time.Millisecond) {
+		t.Fatalf("arrival %d ns after send, want about 0 (the datagram then waited 30 ms)", res.arrival-sent)
+	}
+	if parseTimestamp(nil) != 0 || parseTimestamp(make([]byte, 7)) != 0 {
+		t.Fatal("timestamp from an empty control buffer")
 	}
 }
