@@ -1000,8 +1000,12 @@ func renderTable(r *results) string {
 		if !r.PromEndpoint {
 			metrics = "no /metrics in this build"
 		}
-		w("| throughput, observer vs bare receiver (%d agents, %d-beat flood, event file on, %s; median of %d rounds) | ≥ 90 %% | %.1f %% (%.0f vs %.0f beats/s; observer accepted %d of %d frames sent) | %s |\n",
-			*agents, *floodBeats, metrics, len(r.Flood), 100*mo/mb, mo, mb, beats, sent, verdict(mo >= 0.9*mb))
+		var per []string
+		for _, f := range r.Flood {
+			per = append(per, fmt.Sprintf("%.0fk/%.0fk", f.Observer.Rate/1e3, f.Bare.Rate/1e3))
+		}
+		w("| throughput, observer vs bare receiver (%d agents, %d-beat flood, event file on, %s; median of %d rounds) | ≥ 90 %% | %.1f %% (%.0f vs %.0f beats/s; rounds, observer/bare: %s; observer accepted %d of %d frames sent) | %s |\n",
+			*agents, *floodBeats, metrics, len(r.Flood), 100*mo/mb, mo, mb, strings.Join(per, ", "), beats, sent, verdict(mo >= 0.9*mb))
 	}
 	s := r.Steady
 	w("| stall precision, surfaced − deadline (%d agents × 1 Hz, %d silenced, the rest beating; threshold %d ms) | p99 ≤ 2 ms | p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d stalls; %d of other agents) | %s |\n",
