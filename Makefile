@@ -50,8 +50,17 @@ cross:
 bench: build
 	GO=$(GO) $(GO) run ./internal/cmd/varta-bench --observer ./$(BIN) $(BENCHFLAGS)
 
+# Every fuzz target of every package, FUZZTIME each (go test -fuzz takes
+# one target at a time). Narrow with FUZZ=regexp, e.g. make fuzz FUZZ=Parse.
+FUZZTIME ?= 20s
+FUZZ     ?= .
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime 60s .
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' | grep -E -e '$(FUZZ)'); do \
+			echo "== $$t ($$pkg, $(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 clean:
 	rm -rf $(BIN) dist run

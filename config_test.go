@@ -211,19 +211,3 @@ func TestRealMainVersion(t *testing.T) {
 		t.Fatalf("--version printed %q (stderr %q)", stdout.String(), stderr.String())
 	}
 }
-
-// FuzzParseArgs: any command line is parsed or rejected with a flagError,
-// never a panic or another error type.
-func FuzzParseArgs(f *testing.F) {
-	f.Add("--socket\x00/s\x00--threshold-ms\x00100")
-	f.Add("--socket-mode=0o\x00-h")
-	f.Add("--prom-addr\x00[::1]:0\x00--recovery-exec\x00 \x00--")
-	f.Fuzz(func(t *testing.T, joined string) {
-		args := strings.Split(joined, "\x00")
-		_, err := parseArgs(args)
-		var fe *flagError
-		if err != nil && !errors.As(err, &fe) {
-			t.Fatalf("parseArgs(%q): %T %v", args, err, err)
-		}
-	})
-}

@@ -85,6 +85,15 @@ func (f *eventFile) open() error {
 		unix.Close(fd)
 		return fmt.Errorf("export file %s: is a directory", f.path)
 	}
+	// A regular file with a second name may be another file hard-linked
+	// here by whoever can write the directory (fs.protected_hardlinks is
+	// off on many routers, and never binds root): appending would clobber
+	// it, as a symlink would. Nothing the observer or logrotate does leaves
+	// the event file with two names (TestHardLinkAtExportFile).
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
+		unix.Close(fd)
+		return fmt.Errorf("export file %s: has %d hard links; refusing to append to a file that has another name", f.path, st.Nlink)
+	}
 	f.fd = fd
 	f.size = st.Size
 	f.regular = st.Mode&unix.S_IFMT == unix.S_IFREG

@@ -328,6 +328,10 @@ func (o *observer) arrivalTime(arrivalWall, now int64) int64 {
 	return at
 }
 
+// reuseCheckInterval spaces the /proc checks for pid reuse that
+// out-of-order frames trigger, per pid (ns).
+const reuseCheckInterval = 10_000_000
+
 // nonceNewer reports whether next follows last: strictly greater, or a wrap
 // from the top 2^20 values to the bottom 2^20.
 func nonceNewer(last, next uint64) bool {
@@ -356,7 +360,16 @@ func (o *observer) track(f *Frame, at, now int64) {
 		return
 	}
 	// Not newer: a duplicate or replay, unless the pid now belongs to another
-	// process (the old agent died and its pid was reused).
+	// process (the old agent died and its pid was reused). Reading /proc
+	// costs three syscalls, so a pid repeating one frame as fast as it can
+	// would make every datagram that dear: ask at most once per
+	// reuseCheckInterval per pid. A restarted agent is recognised at most
+	// that much later.
+	if now-sl.reuseChecked < reuseCheckInterval {
+		o.stats.outOfOrder++
+		return
+	}
+	sl.reuseChecked = now
 	if st := o.proc.startTime(f.Pid); st != 0 && st != sl.startTime {
 		pid := sl.pid
 		sl.beats, sl.stalls, sl.lastRecov, sl.nonce = 0, 0, 0, 0

@@ -119,11 +119,13 @@ func TestTrackPidReuse(t *testing.T) {
 	}
 	// The process that owned the slot had another start time: this pid is
 	// a new process now, and its nonce 1 is a first beat.
+	// (/proc is asked at most once per reuseCheckInterval per pid.)
 	o.tr.slots[s].startTime--
 	o.tr.slots[s].stalls = 4
-	o.track(&Frame{Status: StatusDegraded, Pid: pid, Nonce: 1}, now+3, now+3)
+	later := now + 1 + reuseCheckInterval
+	o.track(&Frame{Status: StatusDegraded, Pid: pid, Nonce: 1}, later, later)
 	sl := o.tr.slots[s]
-	if sl.beats != 1 || sl.stalls != 0 || sl.nonce != 1 || sl.status != StatusDegraded || sl.lastBeat != now+3 ||
+	if sl.beats != 1 || sl.stalls != 0 || sl.nonce != 1 || sl.status != StatusDegraded || sl.lastBeat != later ||
 		sl.startTime != o.proc.startTime(pid) || o.stats.outOfOrder != 2 || o.tr.lookup(pid) != s {
 		t.Fatalf("reused pid not reset: %+v, outOfOrder %d", sl, o.stats.outOfOrder)
 	}

@@ -50,6 +50,10 @@ type slot struct {
 	born       uint64 // tracker.seq at insertion: a scrape renders only slots born before it began
 	prev, next int32
 	comm       [16]byte
+
+	// reuseChecked is when an out-of-order frame last made the observer
+	// read /proc for pid reuse (monotonic ns), 0 never.
+	reuseChecked int64
 }
 
 type slotList struct{ head, tail int32 }

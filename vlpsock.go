@@ -202,9 +202,9 @@ func parseControl(oob []byte, fds *[maxRightsFds]int32) (pid int32, hasCred bool
 		if l < hdr || l > len(oob) {
 			return
 		}
-		data := oob[cmsgAlign(hdr):l]
-		if cmsgAlign(hdr) > l {
-			data = nil
+		var data []byte
+		if a := cmsgAlign(hdr); a <= l {
+			data = oob[a:l]
 		}
 		if level == unix.SOL_SOCKET {
 			switch {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -122,6 +123,11 @@ func TestRecvArrivalTimestamp(t *testing.T) {
 	res, errno := recvNext(s)
 	if errno != 0 {
 		t.Fatal(errno)
+	}
+	if res.arrival == 0 && runtime.GOARCH != "amd64" {
+		// qemu-user passes SCM_CREDENTIALS through but drops
+		// SCM_TIMESTAMPNS; the observer then falls back to read times.
+		t.Skip("no SCM_TIMESTAMPNS delivered (qemu-user drops it)")
 	}
 	if res.arrival < sent-int64(time.Millisecond) || res.arrival > sent+int64(25*time.Millisecond) {
 		t.Fatalf("arrival %d ns after send, want about 0 (the datagram then waited 30 ms)", res.arrival-sent)

@@ -6,11 +6,11 @@
 //
 //	varta-agent --socket PATH [--interval-ms 100] [--count N] [--start-nonce 1]
 //	            [--nonce-step 1] [--status ok|degraded|critical] [--payload N]
-//	            [--pid N] [--repeat 1] [--terminal] [--hang-after N]
+//	            [--pid N] [--repeat 1] [--terminal] [--hang-after N] [--report]
 //	varta-agent --socket PATH --hex HEX [--hex HEX]...
 //
-// It prints nothing while it works; an error is one line on stderr and
-// exit status 1.
+// It prints nothing while it works (with --report, one line when the beats
+// end); an error is one line on stderr and exit status 1.
 package main
 
 import (
@@ -48,6 +48,7 @@ type config struct {
 	hang       bool
 	hangAfter  uint64
 	hex        [][]byte
+	report     bool
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -58,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err == nil {
-		err = agent(cfg)
+		err = agent(cfg, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "varta-agent: %v\n", err)
@@ -110,6 +111,7 @@ func parseArgs(args []string) (config, *flag.FlagSet, error) {
 		cfg.hang, cfg.hangAfter = true, n
 		return nil
 	})
+	fs.BoolVar(&cfg.report, "report", false, "when the beats end (not after --hang-after), print \"sent N dropped M\": frames the kernel queued for the observer, and frames dropped because its queue was full")
 	fs.Func("hex", "send these raw bytes (`HEX`, 0 to 65535 bytes) as one datagram and exit; repeatable, sent in order", func(s string) error {
 		b, err := hex.DecodeString(s)
 		if err != nil {
@@ -164,7 +166,7 @@ func (v uint32Value) Set(s string) error {
 	return nil
 }
 
-func agent(cfg config) error {
+func agent(cfg config, stdout io.Writer) error {
 	c, err := vlpclient.Dial(cfg.socket)
 	if err != nil {
 		return err
@@ -191,6 +193,7 @@ func agent(cfg config) error {
 		tick = t.C
 	}
 	var frame [vlpclient.FrameSize]byte
+	var sent, dropped uint64
 	nonce := cfg.startNonce
 beating:
 	for beats := uint64(0); ; beats++ {
@@ -209,12 +212,20 @@ beating:
 			// A full queue drops the beat, as agents do. So does a
 			// missing or dead observer: it may not have started yet or
 			// be restarting, and an agent keeps beating through that.
-			_, err := c.Send(frame[:])
+			ok, err := c.Send(frame[:])
 			if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED) {
 				return err
 			}
+			if ok {
+				sent++
+			} else {
+				dropped++
+			}
 		}
 		nonce = vlpclient.NextNonce(nonce, cfg.nonceStep)
+	}
+	if cfg.report {
+		fmt.Fprintf(stdout, "sent %d dropped %d\n", sent, dropped)
 	}
 	if cfg.terminal {
 		vlpclient.Encode(&frame, vlpclient.StatusCritical, cfg.pid, monotonicNanos(), vlpclient.NonceTerminal, cfg.payload)
