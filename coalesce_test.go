@@ -13,7 +13,7 @@ func feed(c *coalescer, wakes int, n, gap int64) int64 {
 }
 
 func TestCoalescerPausesForAQuarterOfTheQueue(t *testing.T) {
-	c := newCoalescer(10) // target: 2 datagrams
+	c := newCoalescer(10, 1_500_000_000) // target: 2 datagrams
 	feed(&c, 1000, 1, 244_140)
 	// 4096 datagrams/s: a datagram every ~244 µs, two of them ≈ 488 µs.
 	if p := c.pause(-1); p < 480_000 || p > 500_000 {
@@ -28,10 +28,15 @@ func TestCoalescerPausesForAQuarterOfTheQueue(t *testing.T) {
 }
 
 func TestCoalescerCapped(t *testing.T) {
-	c := newCoalescer(1024) // target 256: at 4096/s that would be 62 ms
+	c := newCoalescer(1024, 60_000_000_000) // target 256: at 4096/s that would be 62 ms
 	feed(&c, 1000, 1, 244_140)
 	if p := c.pause(-1); p != coalesceMax {
 		t.Fatalf("pause = %d ns, want the cap %d", p, coalesceMax)
+	}
+	c = newCoalescer(1024, 200_000_000) // threshold 200 ms: at most 2 ms
+	feed(&c, 1000, 1, 244_140)
+	if p := c.pause(-1); p != 2_000_000 {
+		t.Fatalf("pause with a 200 ms threshold = %d ns, want 1%% of it", p)
 	}
 }
 
@@ -47,7 +52,7 @@ func TestCoalescerDoesNotPause(t *testing.T) {
 		{"queue filling faster than planned", 10, 5, 1_220_000, 200},
 		{"queue too short to plan a pause", 3, 1, 244_140, 1000},
 	} {
-		c := newCoalescer(tc.qlen)
+		c := newCoalescer(tc.qlen, 1_500_000_000)
 		feed(&c, tc.wakes, tc.n, tc.gap)
 		if p := c.pause(-1); p != 0 {
 			t.Errorf("%s: pause = %d ns, want none", tc.name, p)

@@ -80,7 +80,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
 	if q, err := maxDgramQlen(); err == nil && coalesceEnabled {
-		o.coal = newCoalescer(q)
+		o.coal = newCoalescer(q, cfg.thresholdMs*1_000_000)
 	}
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
@@ -271,6 +271,12 @@ func (o *observer) drainSocket() {
 			return
 		}
 		o.handleDatagram(res, monoNow())
+		if o.sock.queueWasEmpty() {
+			// The last batch was short: the queue was empty when it was
+			// read. The level-triggered poller reports anything queued
+			// since; a recvmmsg now would only return EAGAIN.
+			return
+		}
 	}
 }
 

@@ -99,7 +99,6 @@ func newRecoveryObserver(t *testing.T, tweak func(*config)) *recoveryObserver {
 		t.Fatal(err)
 	}
 	to := &recoveryObserver{observer: o, t: t, logPath: logPath}
-	o.startSignals()
 	o.logStart()
 	t.Cleanup(func() {
 		if o.poll != nil {

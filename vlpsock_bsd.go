@@ -44,3 +44,5 @@ const recvBatchSize = 1
 type recvBatch struct{}
 
 func (s *vlpSocket) recvBatched() (recvResult, unix.Errno) { return recvResult{}, unix.ENOSYS }
+
+func (s *vlpSocket) queueWasEmpty() bool { return false }

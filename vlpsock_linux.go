@@ -71,17 +71,11 @@ type recvBatch struct {
 
 // recvBatched returns the next datagram of the current batch, reading a
 // new batch with recvmmsg(2) when it is used up; the datagram's bytes are
-// copied to s.buf, where frame() finds them. After a short batch it
-// returns EAGAIN without a syscall: the queue was empty when the batch was
-// read, and the level-triggered poller reports anything queued since. Like
-// recv, it allocates nothing and returns the errno.
+// copied to s.buf, where frame() finds them. Like recv, it allocates
+// nothing and returns the errno (EAGAIN: nothing queued).
 func (s *vlpSocket) recvBatched() (recvResult, unix.Errno) {
 	b := &s.batch
 	if b.next == b.n {
-		if b.short {
-			b.short = false
-			return recvResult{}, unix.EAGAIN
-		}
 		if e := s.fillBatch(); e != 0 {
 			return recvResult{}, e
 		}
@@ -90,6 +84,13 @@ func (s *vlpSocket) recvBatched() (recvResult, unix.Errno) {
 	b.next++
 	copy(s.buf[:], b.bufs[i][:])
 	return b.res[i], 0
+}
+
+// queueWasEmpty reports whether every datagram of the last batch has been
+// handed out and that batch was short, so the queue was empty when it was
+// read: a drain can stop without the recvmmsg that would return EAGAIN.
+func (s *vlpSocket) queueWasEmpty() bool {
+	return s.batch.next == s.batch.n && s.batch.short
 }
 
 func (s *vlpSocket) fillBatch() unix.Errno {

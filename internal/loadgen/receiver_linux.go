@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -22,8 +23,9 @@ import (
 // syscalls has its P retaken by sysmon at every call once it looks like a
 // 10 ms hog, and each wakeup then costs futex wakes of other threads; the
 // "limit" would measure the Go runtime instead of the kernel. Blocking in a
-// raw syscall is safe here: the loop allocates nothing, and SO_RCVTIMEO
-// bounds each call so a stop or a stop-the-world is never held for long.
+// raw syscall is safe here because the loop allocates nothing, SO_RCVTIMEO
+// bounds each call, and the loop yields to the scheduler whenever a call
+// returns without a datagram (timeout, or a preemption signal).
 type Receiver struct {
 	fd   int
 	path string
@@ -41,6 +43,11 @@ type ReceiverResult struct {
 	FirstMono int64   `json:"first_mono"` // CLOCK_MONOTONIC ns of the first frame
 	LastMono  int64   `json:"last_mono"`  // … and of the last
 	Rate      float64 `json:"frames_per_s"`
+	// MaxGapUs is the longest time between two frames, and Gaps2ms how
+	// many gaps exceeded 2 ms: at a steady rate, the moments the receiver
+	// (or the sender) was not running.
+	MaxGapUs float64 `json:"max_gap_us"`
+	Gaps2ms  int64   `json:"gaps_over_2ms"`
 }
 
 // Listen binds a bare receiver at path (replacing a stale file there).
@@ -81,9 +88,13 @@ func (r *Receiver) Run(stop <-chan struct{}) (ReceiverResult, error) {
 		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msg)), unix.MSG_DONTWAIT)
 		switch e {
 		case 0:
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
+		case unix.EINTR, unix.EAGAIN:
+			// The runtime sees a raw syscall as running Go code, so a
+			// stop-the-world (a GC) waits for this goroutine, and its
+			// preemption signals interrupt recvmsg (EINTR; SO_RCVTIMEO
+			// calls are never restarted). Yield here, or every retry
+			// would start a fresh timeout before the world can stop.
+			runtime.Gosched()
 			if stopped(stop) {
 				res.finish()
 				return res, nil
@@ -104,6 +115,9 @@ func (r *Receiver) Run(stop <-chan struct{}) (ReceiverResult, error) {
 		if n == FrameSize && r.msg.Controllen > 0 && pid != 0 {
 			if res.Frames == 0 {
 				res.FirstMono = now
+			} else if gap := now - res.LastMono; gap > 2_000_000 {
+				res.Gaps2ms++
+				res.MaxGapUs = max(res.MaxGapUs, float64(gap)/1e3)
 			}
 			res.Frames++
 			res.LastMono = now

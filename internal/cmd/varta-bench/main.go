@@ -128,6 +128,8 @@ type results struct {
 	Idle         idleResult         `json:"idle"`
 	Steady       steadyResult       `json:"steady"`
 	Flood        []floodRound       `json:"flood"`
+	BareSteady   liteResult         `json:"bare_steady"`
+	ObserverQ    liteResult         `json:"observer_qlen_steady"`
 	Notes        []string           `json:"notes"`
 	Extra        map[string]float64 `json:"extra,omitempty"`
 }
@@ -182,6 +184,17 @@ func run() error {
 	if want("steady") {
 		progress("steady: %d agents × 1 Hz for %v, /metrics scraped every second, every 4th agent silent from %v", *agents, *steadyDur, steadySilenceAt())
 		if r.Steady, err = runSteady(kids.Pids, r.PromEndpoint); err != nil {
+			return err
+		}
+	}
+
+	if want("steady") {
+		progress("the same 4096 × 1 Hz load into the bare receiver (%v): the machine's floor for loss and CPU", liteDur)
+		if r.BareSteady, err = runLite(kids.Pids, "bare"); err != nil {
+			return err
+		}
+		progress("the same load into the observer with max_dgram_qlen %d in a network namespace of its own (%v)", recommendedQlenFor(*agents), liteDur)
+		if r.ObserverQ, err = runLite(kids.Pids, "observer-qlen"); err != nil {
 			return err
 		}
 	}
@@ -281,6 +294,15 @@ func startObserver(name string, prom bool, env []string, args ...string) (*obser
 		args = append(args, "--prom-addr", "127.0.0.1:0")
 	}
 	p.cmd = exec.Command(*observerBin, args...)
+	if netnsQlen > 0 {
+		// A network namespace of its own, whose net.unix.max_dgram_qlen
+		// is raised: the machine's setting stays as it is. Path sockets
+		// are reachable across namespaces; 127.0.0.1 is not, so no
+		// --prom-addr here. unshare and sh exec, so the pid is the
+		// observer's.
+		script := fmt.Sprintf(`echo %d > /proc/sys/net/unix/max_dgram_qlen && exec "$0" "$@"`, netnsQlen)
+		p.cmd = exec.Command("unshare", append([]string{"-n", "sh", "-c", script, *observerBin}, args...)...)
+	}
 	p.cmd.Env = append(os.Environ(), env...)
 	errf, err := os.Create(p.stderr)
 	if err != nil {
@@ -353,6 +375,10 @@ func (p *observerProc) kill() {
 }
 
 func (p *observerProc) remove() { os.RemoveAll(p.dir) }
+
+// netnsQlen, when set, runs the observer in a network namespace with this
+// max_dgram_qlen (see startObserver).
+var netnsQlen int
 
 // promAvailable reports whether the observer binary serves /metrics.
 func promAvailable() bool {
@@ -974,8 +1000,12 @@ func renderTable(r *results) string {
 		if !r.PromEndpoint {
 			metrics = "no /metrics in this build"
 		}
-		w("| throughput, observer vs bare receiver (%d agents, %d-beat flood, event file on, %s; median of %d rounds) | ≥ 90 %% | %.1f %% (%.0f vs %.0f beats/s; observer accepted %d of %d frames sent) | %s |\n",
-			*agents, *floodBeats, metrics, len(r.Flood), 100*mo/mb, mo, mb, beats, sent, verdict(mo >= 0.9*mb))
+		var per []string
+		for _, f := range r.Flood {
+			per = append(per, fmt.Sprintf("%.0fk/%.0fk", f.Observer.Rate/1e3, f.Bare.Rate/1e3))
+		}
+		w("| throughput, observer vs bare receiver (%d agents, %d-beat flood, event file on, %s; median of %d rounds) | ≥ 90 %% | %.1f %% (%.0f vs %.0f beats/s; rounds, observer/bare: %s; observer accepted %d of %d frames sent) | %s |\n",
+			*agents, *floodBeats, metrics, len(r.Flood), 100*mo/mb, mo, mb, strings.Join(per, ", "), beats, sent, verdict(mo >= 0.9*mb))
 	}
 	s := r.Steady
 	w("| stall precision, surfaced − deadline (%d agents × 1 Hz, %d silenced, the rest beating; threshold %d ms) | p99 ≤ 2 ms | p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d stalls; %d of other agents) | %s |\n",
@@ -988,6 +1018,14 @@ func renderTable(r *results) string {
 		*agents, scraped, r.Machine["qlen"], s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.LostLate, s.Load.Late, s.Load.MaxLagUs/1000, verdict(s.Load.Lost == 0 && r.PromEndpoint))
 	w("| CPU at %d agents × 1 Hz (utime+stime of /proc/PID/stat over %.0f s%s) | ≤ 1 %% of one core | %.2f %% (schedstat: %.2f %%; %.0f context switches/s) | %s |\n",
 		*agents, s.CPUWindowS, map[bool]string{true: ", scraped every second", false: ""}[r.PromEndpoint], s.CPUPercent, s.CPUSchedPct, s.SwitchesPerS, verdict(s.CPUPercent <= 1))
+	if b := r.BareSteady; b.Load.Sent > 0 {
+		w("| … the same load into the bare receiver, same run (the machine's floor) | | lost %d of %d (%d sent late); CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s; %d gaps over 2 ms between frames, longest %.1f ms | |\n",
+			b.Load.Lost, b.Load.Sent+b.Load.Lost, b.Load.LostLate, b.CPUPercent, b.CPUSchedPc, b.Switches, b.Gaps2ms, b.MaxGapMs)
+	}
+	if q := r.ObserverQ; q.Load.Sent > 0 {
+		w("| … the observer with max_dgram_qlen %d (its start-up advice for %d agents; own network namespace, not scraped) | | lost %d of %d; CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s | |\n",
+			q.Qlen, *agents, q.Load.Lost, q.Load.Sent+q.Load.Lost, q.CPUPercent, q.CPUSchedPc, q.Switches)
+	}
 	w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
 		r.Idle.Threads, r.Idle.Seconds, r.Idle.WakeupsPerS, r.Idle.Switches, r.Idle.Seconds, verdict(r.Idle.Switches == 0))
 	w("| RSS with %d agents tracked | ≤ 4 MB | VmRSS %.2f MiB (anonymous %.2f, file-backed %.2f: the binary's pages in use), VmHWM %.2f MiB; idle, no agents: %.2f MiB | %s |\n",
@@ -1097,4 +1135,111 @@ func runAB(pids []uint32) error {
 		}
 	}
 	return nil
+}
+
+const liteDur = 15 * time.Second
+
+// recommendedQlenFor mirrors the observer's start-up advice: a sixteenth
+// of the tracker, at least 16, at most 1024.
+func recommendedQlenFor(capacity int) int { return min(max(capacity/16, 16), 1024) }
+
+type liteResult struct {
+	Qlen       int            `json:"qlen"`
+	Load       loadgen.Result `json:"load"`
+	CPUPercent float64        `json:"cpu_percent"`
+	CPUSchedPc float64        `json:"cpu_schedstat_percent"`
+	Switches   float64        `json:"switches_per_s"`
+	Received   int64          `json:"received"`
+	Gaps2ms    int64          `json:"gaps_over_2ms"`
+	MaxGapMs   float64        `json:"max_gap_ms"`
+}
+
+// runLite runs 4096 × 1 Hz for liteDur into the bare receiver ("bare") or
+// into the observer in a network namespace with the recommended queue
+// ("observer-qlen"), and measures the receiver's CPU from 4 s to 13 s.
+func runLite(pids []uint32, kind string) (liteResult, error) {
+	var r liteResult
+	var pid int
+	var sock string
+	var finish func() error
+	switch kind {
+	case "bare":
+		self, err := os.Executable()
+		if err != nil {
+			return r, err
+		}
+		dir, err := os.MkdirTemp("", "vwbare")
+		if err != nil {
+			return r, err
+		}
+		defer os.RemoveAll(dir)
+		sock = filepath.Join(dir, "bare.sock")
+		cmd := exec.Command(self, "--bare-receiver", sock)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return r, err
+		}
+		track(cmd)
+		defer untrack(cmd)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Lstat(sock); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				return r, errors.New("bare receiver socket never appeared")
+			}
+		}
+		q, _ := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/net/unix/max_dgram_qlen")))
+		r.Qlen = q
+		pid = cmd.Process.Pid
+		finish = func() error {
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				return err
+			}
+			var rr loadgen.ReceiverResult
+			if err := json.Unmarshal(out.Bytes(), &rr); err != nil {
+				return err
+			}
+			r.Received, r.Gaps2ms, r.MaxGapMs = rr.Frames, rr.Gaps2ms, rr.MaxGapUs/1000
+			return nil
+		}
+	default:
+		netnsQlen = recommendedQlenFor(len(pids))
+		p, err := startObserver("steady-qlen", false, nil, "--threshold-ms", strconv.Itoa(*thresholdMs),
+			"--tracker-capacity", strconv.Itoa(len(pids)))
+		netnsQlen = 0
+		if err != nil {
+			return r, err
+		}
+		defer p.remove()
+		r.Qlen = recommendedQlenFor(len(pids))
+		pid, sock = p.pid(), p.sock
+		finish = p.stop
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(4 * time.Second)
+		c0, n0, s0, t0 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid), time.Now()
+		time.Sleep(9 * time.Second)
+		c1, n1, s1 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid)
+		d := time.Since(t0).Seconds()
+		r.CPUPercent = 100 * float64(c1-c0) / clockTicks / d
+		r.CPUSchedPc = 100 * float64(n1-n0) / 1e9 / d
+		sw, _ := sumSwitchDelta(s0, s1)
+		r.Switches = float64(sw) / d
+	}()
+	load, err := loadgen.Run(loadgen.Config{Socket: sock, Pids: pids, RateHz: 1, Duration: liteDur})
+	<-done
+	r.Load = load
+	if ferr := finish(); err == nil {
+		err = ferr
+	}
+	progress("  %s (qlen %d): lost %d of %d (%d sent late), CPU %.2f%% (schedstat %.2f%%), %.0f switches/s", kind, r.Qlen,
+		load.Lost, load.Sent+load.Lost, load.LostLate, r.CPUPercent, r.CPUSchedPc, r.Switches)
+	return r, err
 }
