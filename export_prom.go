@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/subtle"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -195,25 +194,23 @@ func resolveListenAddr(addr string) (family int, sa unix.Sockaddr, err error) {
 	if err != nil {
 		return 0, nil, errorf("bad port %q", portStr)
 	}
-	var ip netip.Addr
 	switch {
 	case host == "":
-		ip = netip.IPv6Unspecified()
+		return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port)}, nil
 	case host == "localhost":
-		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte{127, 0, 0, 1}}, nil
 	case strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]"):
-		if ip, err = netip.ParseAddr(host[1 : len(host)-1]); err != nil || !ip.Is6() || ip.Zone() != "" {
+		ip, ok := parseIPv6(host[1 : len(host)-1])
+		if !ok {
 			return 0, nil, errorf("%q is not an IPv6 address", host)
 		}
-	default:
-		if ip, err = netip.ParseAddr(host); err != nil || !ip.Is4() {
-			return 0, nil, errorf("host %q is not an IP address (names are not resolved; use an address, [IPv6] or localhost)", host)
-		}
+		return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port), Addr: ip}, nil
 	}
-	if ip.Is4() {
-		return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: ip.As4()}, nil
+	ip, ok := parseIPv4(host)
+	if !ok {
+		return 0, nil, errorf("host %q is not an IP address (names are not resolved; use an address, [IPv6] or localhost)", host)
 	}
-	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port), Addr: ip.As16()}, nil
+	return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: ip}, nil
 }
 
 func (p *promServer) listen(addr string) error {
@@ -252,9 +249,9 @@ func (p *promServer) listen(addr string) error {
 	}
 	switch a := got.(type) {
 	case *unix.SockaddrInet4:
-		p.bound = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+		p.bound = formatIPv4(a.Addr) + ":" + strconv.Itoa(a.Port)
 	case *unix.SockaddrInet6:
-		p.bound = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+		p.bound = "[" + formatIPv6(a.Addr) + "]:" + strconv.Itoa(a.Port)
 	}
 	return nil
 }
