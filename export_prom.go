@@ -182,7 +182,7 @@ func unwrapPathError(err error) error {
 // resolveListenAddr turns HOST:PORT into a socket address. HOST is an IP
 // literal ([::1] for IPv6), "localhost" (127.0.0.1) or empty (every
 // address: IPv6 and, dual-stack, IPv4). Names are not looked up: the
-// resolver (package net) would add ~0.7 MB to a binary meant for routers,
+// resolver (package net) added 0.33 MB to the linux/armv7 binary,
 // and a listen address is a local fact the operator knows.
 func resolveListenAddr(addr string) (family int, sa unix.Sockaddr, err error) {
 	i := strings.LastIndexByte(addr, ':')
