@@ -207,6 +207,9 @@ func (o *observer) iterate() error {
 			o.rec.handle(ev, now)
 		}
 	}
+	if o.sock.batchPending() {
+		o.drainSocket() // taken off the queue already: no readiness will come
+	}
 	o.handleSignals(monoNow())
 	o.fireDeadlines(monoNow())
 	o.coal.note(int64(o.stats.framesReceived-received), now)
@@ -244,7 +247,7 @@ func (o *observer) timeout(now int64) int64 {
 	consider(o.stopAt)
 	consider(o.nextSdPing)
 	consider(o.nextHwFeed)
-	if o.signals.Load() != 0 {
+	if o.signals.Load() != 0 || o.sock.batchPending() {
 		return 0
 	}
 	if next == 0 {

@@ -128,3 +128,38 @@ func TestRecvBatchedClosesSmuggledFds(t *testing.T) {
 		t.Fatalf("%d descriptors open before, %d after receiving 15 smuggled ones", before, after)
 	}
 }
+
+// TestBatchPendingKeepsTheLoopAwake: datagrams taken off the kernel queue
+// into a batch but not yet handed out are invisible to epoll; the loop's
+// timeout must then be 0, and a turn of the loop hands them out.
+func TestBatchPendingKeepsTheLoopAwake(t *testing.T) {
+	o := newTestObserver(t, "--threshold-ms", "1000")
+	sender, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sender)
+	if err := unix.Connect(sender, &unix.SockaddrUnix{Name: o.sock.path}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := unix.Write(sender, make([]byte, 7)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, errno := o.sock.recv(); errno != 0 {
+		t.Fatal(errno)
+	}
+	if !o.sock.batchPending() {
+		t.Fatal("4 datagrams left in the batch, batchPending false")
+	}
+	if got := o.timeout(monoNow()); got != 0 {
+		t.Fatalf("timeout %d with datagrams pending in the batch, want 0", got)
+	}
+	if err := o.iterate(); err != nil {
+		t.Fatal(err)
+	}
+	if o.sock.batchPending() || o.stats.truncated != 4 {
+		t.Fatalf("after a loop turn: pending %v, %d of the 4 handed out", o.sock.batchPending(), o.stats.truncated)
+	}
+}

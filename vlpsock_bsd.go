@@ -46,3 +46,5 @@ type recvBatch struct{}
 func (s *vlpSocket) recvBatched() (recvResult, unix.Errno) { return recvResult{}, unix.ENOSYS }
 
 func (s *vlpSocket) queueWasEmpty() bool { return false }
+
+func (s *vlpSocket) batchPending() bool { return false }

@@ -93,6 +93,11 @@ func (s *vlpSocket) queueWasEmpty() bool {
 	return s.batch.next == s.batch.n && s.batch.short
 }
 
+// batchPending reports whether datagrams already taken off the kernel
+// queue wait in the batch: the poller cannot report those, so the loop must
+// not sleep before handing them out.
+func (s *vlpSocket) batchPending() bool { return s.batch.next < s.batch.n }
+
 func (s *vlpSocket) fillBatch() unix.Errno {
 	b := &s.batch
 	if !b.ready {
