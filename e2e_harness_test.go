@@ -320,10 +320,16 @@ type agentProc struct {
 // the end of the test if still running.
 func startAgent(t testing.TB, socket string, args ...string) *agentProc {
 	t.Helper()
+	return startAgentOut(t, nil, socket, args...)
+}
+
+// startAgentOut is startAgent with the agent's stdout going to stdout.
+func startAgentOut(t testing.TB, stdout io.Writer, socket string, args ...string) *agentProc {
+	t.Helper()
 	binaries(t)
 	a := &agentProc{stderr: &lockedBuffer{}, done: make(chan struct{})}
 	a.cmd = exec.Command(agentBin, append([]string{"--socket", socket}, args...)...)
-	a.cmd.Stderr = a.stderr
+	a.cmd.Stdout, a.cmd.Stderr = stdout, a.stderr
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -475,24 +475,8 @@ type reportingAgent struct {
 
 func startReportingAgent(t *testing.T, socket string, args ...string) *reportingAgent {
 	t.Helper()
-	binaries(t)
-	a := &reportingAgent{agentProc: &agentProc{stderr: &lockedBuffer{}, done: make(chan struct{})}, stdout: &lockedBuffer{}}
-	a.cmd = exec.Command(agentBin, append([]string{"--socket", socket, "--report"}, args...)...)
-	a.cmd.Stdout, a.cmd.Stderr = a.stdout, a.stderr
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a.pid = strconv.Itoa(a.cmd.Process.Pid)
-	go func() { a.err = a.cmd.Wait(); close(a.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-a.done:
-		default:
-			a.cmd.Process.Kill()
-			<-a.done
-		}
-	})
-	return a
+	out := &lockedBuffer{}
+	return &reportingAgent{agentProc: startAgentOut(t, out, socket, append([]string{"--report"}, args...)...), stdout: out}
 }
 
 // stop ends the agent with SIGTERM and returns its report.

@@ -49,8 +49,9 @@ func newSdNotifier() (*sdNotifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := notifySocket()
+	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
 	if err != nil {
+		err = os.NewSyscallError("socket", err)
 		return nil, errorf("NOTIFY_SOCKET %s: %w", name, err)
 	}
 	n := &sdNotifier{fd: fd, watchdog: watchdog}

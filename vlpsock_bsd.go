@@ -4,6 +4,7 @@ package main
 
 import (
 	"runtime"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,14 +23,19 @@ const (
 func enableCredentials(fd int) error { return nil }
 
 // newSocket creates a non-blocking, close-on-exec socket. Darwin has no
-// SOCK_NONBLOCK/SOCK_CLOEXEC type flags, so the flags are set after; the
-// observer starts no child before its sockets exist, so the window is moot.
+// SOCK_NONBLOCK/SOCK_CLOEXEC type flags, so the flags are set after, under
+// syscall.ForkLock as the standard library does: a fork in between would
+// otherwise inherit the fd.
 func newSocket(domain, typ int) (int, error) {
+	syscall.ForkLock.RLock()
 	fd, err := unix.Socket(domain, typ, 0)
+	if err == nil {
+		unix.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return -1, err
 	}
-	unix.CloseOnExec(fd)
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return -1, err
