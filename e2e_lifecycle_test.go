@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,5 +165,49 @@ func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 				t.Fatalf("magic close byte at the end = %v, want %v (file %q)", got, clean, b)
 			}
 		})
+	}
+}
+
+// TestLogsJSONQueueLimitAndNoLinePerBeat: --log-format json writes one JSON
+// object per line; the start-up log names the socket queue limit and warns
+// when it is below what the tracker capacity needs; beats log nothing.
+func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
+	q, err := maxDgramQlen()
+	if err != nil {
+		t.Skipf("no net.unix.max_dgram_qlen: %v", err)
+	}
+	p := startObserver(t, "--threshold-ms", "5000", "--log-format", "json", "--tracker-capacity", "4096")
+	runAgent(t, p.socket, "--count", "30", "--interval-ms", "5")
+	p.waitEvents(10*time.Second, "30 beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 30 })
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var sawLimit, sawWarn bool
+	lines := strings.Split(strings.TrimSpace(p.stderr.String()), "\n")
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q: %v", line, err)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k]; !ok {
+				t.Fatalf("log line without %q: %q", k, line)
+			}
+		}
+		switch m["msg"] {
+		case "socket queue limit":
+			sawLimit = m["datagrams"] == float64(q)
+		case "socket queue limit is low for the tracker capacity; raise it so bursts of beats are not dropped by the kernel":
+			sawWarn = true
+		}
+	}
+	if !sawLimit {
+		t.Errorf("no start-up line giving the socket queue limit %d:\n%s", q, p.stderr.String())
+	}
+	if want := q < recommendedQlen(4096); sawWarn != want {
+		t.Errorf("queue warning logged = %v, want %v (limit %d, recommended %d)", sawWarn, want, q, recommendedQlen(4096))
+	}
+	if len(lines) > 12 {
+		t.Errorf("%d log lines for a start, 30 beats and a stop: a line per beat?\n%s", len(lines), p.stderr.String())
 	}
 }
