@@ -140,23 +140,26 @@ func newPromServer(o *observer) (*promServer, error) {
 // readTokenFile reads the bearer token. A file that group or others may
 // read is refused: the token would protect nothing.
 func readTokenFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	fd, err := openFile(path)
 	if err != nil {
 		return nil, errorf("--prom-token-file %s: %v", path, unwrapPathError(err))
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, errorf("--prom-token-file %s: %v", path, unwrapPathError(err))
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, errorf("--prom-token-file %s: %v", path, os.NewSyscallError("fstat", err))
 	}
-	if !fi.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, errorf("--prom-token-file %s: not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	if perm := st.Mode & 0o777; perm&0o077 != 0 {
 		return nil, errorf("--prom-token-file %s: mode %04o lets group or others read it; chmod 600 it", path, perm)
 	}
-	buf := make([]byte, promTokenMaxBytes+1)
-	n, _ := f.Read(buf)
+	buf, err := readAll(fd, path, promTokenMaxBytes)
+	if err != nil {
+		return nil, errorf("--prom-token-file %s: %v", path, unwrapPathError(err))
+	}
+	n := len(buf)
 	if n > promTokenMaxBytes {
 		return nil, errorf("--prom-token-file %s: longer than %d bytes", path, promTokenMaxBytes)
 	}

@@ -31,7 +31,7 @@ func quietLogger(t testing.TB) *logger {
 // no sockets: enough to render.
 func newRenderServer(t testing.TB, capacity int) *promServer {
 	o := &observer{cfg: defaultConfig(), log: quietLogger(t), tr: newTracker(capacity),
-		startWall: time.Unix(1700000000, 123_000_000)}
+		startWallNs: 1700000000_123_000_000}
 	return &promServer{o: o}
 }
 
@@ -419,6 +419,29 @@ func TestTokenFileChecks(t *testing.T) {
 	}
 	if _, err := readTokenFile(write("two", "a b", 0o600)); err == nil {
 		t.Error("a token with inner whitespace was accepted")
+	}
+	long := strings.Repeat("x", promTokenMaxBytes+1)
+	if _, err := readTokenFile(write("long", long, 0o600)); err == nil || !strings.Contains(err.Error(), "longer") {
+		t.Errorf("a token of %d bytes: %v", len(long), err)
+	}
+	if tok, err := readTokenFile(write("max", long[1:], 0o600)); err != nil || len(tok) != promTokenMaxBytes {
+		t.Errorf("a token of %d bytes: %d bytes, %v", promTokenMaxBytes, len(tok), err)
+	}
+	// A FIFO at the path is refused at once: opening it must not wait
+	// for a writer.
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := readTokenFile(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("FIFO token file: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO token file hangs")
 	}
 }
 

@@ -54,10 +54,10 @@ func (l *logger) log(lv logLevel, msg string, fs []field) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buf[:0]
-	now := time.Now().UTC()
+	now := time.Now().UnixNano()
 	if l.json {
 		b = append(b, `{"time":"`...)
-		b = now.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+		b = appendUTCMillis(b, now)
 		b = append(b, `","level":"`...)
 		b = append(b, levelNames[lv]...)
 		b = append(b, `","msg":`...)
@@ -75,7 +75,7 @@ func (l *logger) log(lv logLevel, msg string, fs []field) {
 		b = append(b, "}\n"...)
 	} else {
 		b = append(b, "time="...)
-		b = now.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+		b = appendUTCMillis(b, now)
 		b = append(b, " level="...)
 		b = append(b, levelNames[lv]...)
 		b = append(b, " msg="...)
@@ -147,4 +147,77 @@ func appendJSONString(b []byte, v string) []byte {
 		i += size
 	}
 	return append(b, '"')
+}
+
+// appendUTCMillis appends the wall-clock time ns (Unix, nanoseconds) as
+// RFC 3339 in UTC with milliseconds, 2006-01-02T15:04:05.000Z. Written out
+// rather than time.Time.AppendFormat, which with its layout parser and time
+// zone loading costs the ARM build about 20 KB.
+func appendUTCMillis(b []byte, ns int64) []byte {
+	secs, sub := ns/1_000_000_000, ns%1_000_000_000
+	if sub < 0 {
+		secs--
+		sub += 1_000_000_000
+	}
+	ms := sub / 1_000_000
+	days, sod := secs/86400, secs%86400
+	if sod < 0 {
+		days--
+		sod += 86400
+	}
+	y, m, d := civilFromDays(days)
+	b = appendPadded(b, y, 4)
+	b = append(b, '-')
+	b = appendPadded(b, m, 2)
+	b = append(b, '-')
+	b = appendPadded(b, d, 2)
+	b = append(b, 'T')
+	b = appendPadded(b, sod/3600, 2)
+	b = append(b, ':')
+	b = appendPadded(b, sod/60%60, 2)
+	b = append(b, ':')
+	b = appendPadded(b, sod%60, 2)
+	b = append(b, '.')
+	b = appendPadded(b, ms, 3)
+	return append(b, 'Z')
+}
+
+// civilFromDays converts days since 1970-01-01 to a proleptic Gregorian
+// date (Howard Hinnant's days_from_civil, inverted): eras of 400 years
+// that start on March 1st, so the leap day ends a year.
+func civilFromDays(z int64) (y, m, d int64) {
+	z += 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097                                  // [0, 146096]
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // [0, 399]
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // [0, 365]
+	mp := (5*doy + 2) / 153                                // [0, 11], March = 0
+	d = doy - (153*mp+2)/5 + 1
+	m = mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	y = yoe + era*400
+	if m <= 2 {
+		y++
+	}
+	return y, m, d
+}
+
+// appendPadded appends n in decimal, zero-padded to width digits.
+func appendPadded(b []byte, n int64, width int) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	for n >= 10 || width > 1 {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+		width--
+	}
+	i--
+	tmp[i] = byte('0' + n)
+	return append(b, tmp[i:]...)
 }

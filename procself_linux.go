@@ -54,7 +54,7 @@ var (
 
 func (s *selfProc) init() error {
 	s.pageSize = uint64(os.Getpagesize())
-	stat, err := os.ReadFile("/proc/stat")
+	stat, err := readFile("/proc/stat", 1<<20)
 	if err != nil {
 		return err
 	}

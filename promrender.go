@@ -136,7 +136,7 @@ func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
 	b = append(b, buildInfoLine...)
 	b = appendFamily(b, "varta_start_time_seconds", "gauge", "Unix time the observer started.")
 	b = append(b, "varta_start_time_seconds "...)
-	b = appendDecimal(b, o.startWall.UnixNano()/1_000_000, 3)
+	b = appendDecimal(b, o.startWallNs/1_000_000, 3)
 	b = append(b, '\n')
 
 	b = appendFamily(b, "varta_frames_received_total", "counter", "Datagrams received on the VLP socket.")

@@ -237,8 +237,9 @@ func (r *recoverer) logStart() {
 		path, err := r.resolve(r.args[0].expand("0"))
 		if err == nil && !isExecutable(path) {
 			err = &os.PathError{Op: "exec", Path: path, Err: os.ErrPermission}
-			if _, serr := os.Stat(path); serr != nil {
-				err = serr
+			var st unix.Stat_t
+			if serr := unix.Stat(path, &st); serr != nil {
+				err = &os.PathError{Op: "stat", Path: path, Err: serr}
 			}
 		}
 		if err != nil {

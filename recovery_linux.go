@@ -42,12 +42,12 @@ func pidfdWorks() bool {
 // close-on-exec. A leaked pipe held open by a daemon that a recovery
 // restarted would otherwise keep the observer's parent waiting for EOF.
 func closeInheritedOnExec() error {
-	ents, err := os.ReadDir("/proc/self/fd")
+	names, err := readDirNames("/proc/self/fd")
 	if err != nil {
 		return err
 	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
+	for _, name := range names {
+		fd, err := strconv.Atoi(name)
 		if err != nil || fd <= 2 {
 			continue
 		}
@@ -60,4 +60,29 @@ func closeInheritedOnExec() error {
 		}
 	}
 	return nil
+}
+
+// readDirNames lists a directory with getdents(2) (os.ReadDir's entries
+// can stat themselves, see above).
+func readDirNames(path string) ([]string, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var names []string
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "getdents", Path: path, Err: err}
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strconv"
 	"strings"
 )
@@ -19,7 +18,7 @@ func maxDgramQlen() (int, error) {
 }
 
 func readMaxDgramQlen(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path, 64)
 	if err != nil {
 		return 0, err
 	}
