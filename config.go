@@ -12,6 +12,7 @@ type config struct {
 	thresholdMs     int64
 	socketMode      uint32
 	trackerCapacity int
+	socketQueue     int // datagrams the socket should queue; -1 auto (recommendedQlen), 0 the machine's
 
 	exportFile     string
 	exportMaxBytes int64
@@ -40,6 +41,7 @@ func defaultConfig() config {
 	return config{
 		socketMode:         0o600,
 		trackerCapacity:    4096,
+		socketQueue:        -1,
 		exportKeep:         5,
 		promBurst:          10,
 		recoveryDebounceMs: 1000,
@@ -60,6 +62,10 @@ Required:
 Socket and tracker:
   --socket-mode OCTAL            permission bits of the socket file (default 0600)
   --tracker-capacity N           most pids tracked at once, 1..65536 (default 4096)
+  --socket-queue N               Linux: datagrams the socket may queue, 0..65536; above
+                                 net.unix.max_dgram_qlen it takes root (see README)
+                                 (default: tracker capacity / 16, 16..1024; 0: the
+                                 machine's net.unix.max_dgram_qlen as it is)
 
 Event file (TSV):
   --export-file PATH             append one line per event
@@ -149,6 +155,11 @@ var flagSpecs = map[string]flagSpec{
 	"tracker-capacity": {set: func(c *config, n, v string) error {
 		x, err := parseIntFlag(n, v, 1, 65536)
 		c.trackerCapacity = int(x)
+		return err
+	}},
+	"socket-queue": {set: func(c *config, n, v string) error {
+		x, err := parseIntFlag(n, v, 0, 65536)
+		c.socketQueue = int(x)
 		return err
 	}},
 	"export-file": {set: func(c *config, n, v string) error { c.exportFile = v; return nonEmpty(n, v) }},
@@ -292,4 +303,13 @@ func checkHostPort(s string) error {
 	}
 	_ = p
 	return nil
+}
+
+// wantQueue is the socket queue to ask for: --socket-queue, or by default
+// what the tracker capacity needs.
+func (c *config) wantQueue() int {
+	if c.socketQueue < 0 {
+		return recommendedQlen(c.trackerCapacity)
+	}
+	return c.socketQueue
 }

@@ -45,7 +45,7 @@ type observer struct {
 	stats       observerStats
 	threshold   int64 // ns
 	retireAfter int64 // ns
-	startWall   time.Time
+	startWallNs int64 // wall-clock Unix ns at start
 	startMono   int64
 	stopAt      int64 // monotonic ns of --shutdown-after-secs, 0 none
 	nextSdPing  int64
@@ -69,7 +69,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		log:         log,
 		threshold:   cfg.thresholdMs * 1_000_000,
 		retireAfter: retireFactor * cfg.thresholdMs * 1_000_000,
-		startWall:   time.Now(),
+		startWallNs: time.Now().UnixNano(),
 		startMono:   monoNow(),
 	}
 	defer func() {
@@ -79,9 +79,6 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		}
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
-	if q, err := maxDgramQlen(); err == nil && coalesceEnabled {
-		o.coal = newCoalescer(q, cfg.thresholdMs*1_000_000)
-	}
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
@@ -90,8 +87,11 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	// removes the socket, not death by SIGTERM leaving it stale. A signal
 	// that comes before run is handled by its first iteration.
 	o.startSignals()
-	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode); err != nil {
+	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode, cfg.wantQueue()); err != nil {
 		return o, err
+	}
+	if coalesceEnabled && o.sock.queue.qlen > 0 {
+		o.coal = newCoalescer(o.sock.queue.qlen, o.threshold)
 	}
 	if err = o.poll.add(o.sock.fd, true, false); err != nil {
 		return o, err
@@ -601,13 +601,20 @@ func (o *observer) logStart() {
 	if o.rec != nil {
 		o.rec.logStart()
 	}
-	if q, err := maxDgramQlen(); err == nil {
-		need := recommendedQlen(o.cfg.trackerCapacity)
-		o.log.info("socket queue limit", fStr("sysctl", "net.unix.max_dgram_qlen"), fInt("datagrams", int64(q)))
-		if q < need {
-			o.log.warn("socket queue limit is low for the tracker capacity; raise it so bursts of beats are not dropped by the kernel",
-				fInt("max_dgram_qlen", int64(q)), fInt("recommended", int64(need)),
-				fStr("fix", sprintf("sysctl -w net.unix.max_dgram_qlen=%d", need)))
+	if q := o.sock.queue; q.qlen > 0 {
+		if q.private {
+			o.log.info("socket queue limit", fStr("source", "own network namespace"), fInt("datagrams", int64(q.qlen)),
+				fInt("machine_max_dgram_qlen", int64(q.system)))
+		} else {
+			o.log.info("socket queue limit", fStr("sysctl", "net.unix.max_dgram_qlen"), fInt("datagrams", int64(q.qlen)))
+		}
+		if need := recommendedQlen(o.cfg.trackerCapacity); q.qlen < need {
+			fields := []field{fInt("max_dgram_qlen", int64(q.qlen)), fInt("recommended", int64(need)),
+				fStr("fix", sprintf("sysctl -w net.unix.max_dgram_qlen=%d, or --socket-queue %d as root", need, need))}
+			if q.why != "" {
+				fields = append(fields, fStr("own_queue_failed", q.why))
+			}
+			o.log.warn("socket queue limit is low for the tracker capacity; raise it so bursts of beats are not dropped by the kernel", fields...)
 		}
 	}
 }

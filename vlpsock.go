@@ -23,6 +23,17 @@ type vlpSocket struct {
 	fds [maxRightsFds]int32
 
 	batch recvBatch // Linux: datagrams taken off the queue by one recvmmsg(2)
+	queue socketQueue
+}
+
+// socketQueue says how many datagrams the kernel queues on the socket
+// before senders get EAGAIN (Linux: net.unix.max_dgram_qlen, copied into
+// the socket when it is created).
+type socketQueue struct {
+	qlen    int    // the socket's limit, 0 unknown (not Linux)
+	system  int    // the machine's net.unix.max_dgram_qlen, 0 unknown
+	private bool   // qlen was raised in a network namespace of the socket's own
+	why     string // why a larger queue that was wanted could not be had
 }
 
 // oobSize is the control buffer of one recvmsg: SCM_CREDENTIALS plus room
@@ -46,7 +57,10 @@ const maxSocketPath = len(unix.RawSockaddrUnix{}.Path) - 1
 // has a live observer behind it; a socket that refuses is stale and replaced.
 // The umask is narrowed around bind(2) so the file never exists with wider
 // permissions than mode.
-func bindVLPSocket(path string, mode uint32) (*vlpSocket, error) {
+//
+// The socket gets room for at least wantQueue queued datagrams where the
+// system allows (see openQueuedSocket); 0 leaves the machine's limit.
+func bindVLPSocket(path string, mode uint32, wantQueue int) (*vlpSocket, error) {
 	if len(path) > maxSocketPath {
 		return nil, errorf("socket %s: path is %d bytes, the limit for a Unix socket is %d", path, len(path), maxSocketPath)
 	}
@@ -69,7 +83,7 @@ func bindVLPSocket(path string, mode uint32) (*vlpSocket, error) {
 		return nil, errorf("socket %s: %v", path, err)
 	}
 
-	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
+	fd, queue, err := openQueuedSocket(wantQueue)
 	if err != nil {
 		return nil, errorf("socket %s: %v", path, os.NewSyscallError("socket", err))
 	}
@@ -83,7 +97,7 @@ func bindVLPSocket(path string, mode uint32) (*vlpSocket, error) {
 		}
 		return nil, errorf("socket %s: %v", path, os.NewSyscallError("bind", err))
 	}
-	s := &vlpSocket{fd: fd, path: path}
+	s := &vlpSocket{fd: fd, path: path, queue: queue}
 	if err := unix.Lstat(path, &st); err != nil {
 		s.close()
 		return nil, errorf("socket %s: %v", path, err)

@@ -18,7 +18,7 @@ func batchSocket(t *testing.T) (s *vlpSocket, sender int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s, err = bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600)
+	s, err = bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func TestParseControlRandomNeverPanics(t *testing.T) {
 // was queued (SO_TIMESTAMPNS), and recv reports it even after the datagram
 // waited in the queue.
 func TestRecvArrivalTimestamp(t *testing.T) {
-	s, err := bindVLPSocket(filepath.Join(shortTempDir(t), "s.sock"), 0o600)
+	s, err := bindVLPSocket(filepath.Join(shortTempDir(t), "s.sock"), 0o600, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

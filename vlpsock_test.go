@@ -70,7 +70,7 @@ func TestRecvClosesSmuggledFds(t *testing.T) {
 		t.Skip("counts fds in /proc/self/fd")
 	}
 	dir := shortTempDir(t)
-	s, err := bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600)
+	s, err := bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestRecvClosesSmuggledFds(t *testing.T) {
 // datagrams (MSG_TRUNC), so only exactly 32 bytes is a frame.
 func TestRecvLengths(t *testing.T) {
 	dir := shortTempDir(t)
-	s, err := bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600)
+	s, err := bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package main
+
+import "golang.org/x/sys/unix"
+
+// openQueuedSocket creates the observer's datagram socket. Only Linux
+// bounds a datagram queue by a count (net.unix.max_dgram_qlen); the BSDs
+// bound it by the receive buffer, so want is not used.
+func openQueuedSocket(want int) (int, socketQueue, error) {
+	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
+	return fd, socketQueue{}, err
+}
