@@ -28,6 +28,13 @@ func monoNow() int64 {
 	return clockMonoNs0 + int64(time.Since(clockStart))
 }
 
+// clocksNow reads CLOCK_MONOTONIC and the wall clock (Unix ns) from one
+// time.Now, which holds both readings.
+func clocksNow() (mono, wall int64) {
+	t := time.Now()
+	return clockMonoNs0 + int64(t.Sub(clockStart)), t.UnixNano()
+}
+
 // wallAt converts an earlier monotonic reading to Unix nanoseconds using the
 // wall clock of now, so a clock step (NTP on a router that booted in 1970)
 // moves every timestamp together instead of freezing stale offsets.

@@ -2,27 +2,33 @@ package main
 
 // Wakeup coalescing. At 4096 agents × 1 Hz a beat arrives every 244 µs,
 // and an observer that wakes for each one spends most of its CPU time going
-// to sleep and waking up, not judging frames. When beats arrive steadily
-// and fast, the loop may let a few of them queue up and read them in one
-// wake (one recvmmsg), as a NIC moderates its interrupts.
+// to sleep and waking up, not judging frames (on the benchmark VM a wake
+// costs ~20 µs of CPU, a beat's own work ~1 µs). When beats arrive steadily,
+// the loop may let a few of them queue up and read them in one wake (one
+// recvmmsg), as a NIC moderates its interrupts.
 //
-// The queue is small (net.unix.max_dgram_qlen, 10 by default), and a full
-// queue drops beats, so the pause is chosen for the measured arrival rate
-// to let in only a quarter of the queue on average; it never outlasts the
-// next deadline (a stall is surfaced on time), nor coalesceMax, nor 1% of
-// the threshold (a beat is recorded at most that late, so a stall is never
-// surfaced later than 1% of the threshold after the agent's true silence),
-// and there is none after a drain that found the queue filling faster than
-// planned, nor at low rates, where waking per beat is cheap anyway.
+// A full queue drops beats, so the pause is chosen for the measured arrival
+// rate to let in only a quarter of the socket's queue on average; it never
+// outlasts the next deadline (a stall is surfaced on time), nor
+// coalesceMax, nor 1% of the threshold (a beat is recorded at most that
+// late where the kernel gives no arrival time), and there is none after a
+// drain that found the queue filling faster than planned, nor below
+// coalesceMinRate, where a pause would rarely find a second beat.
 //
-// With the default queue this lets ~2 beats in per wake; with the queue
-// the observer recommends at start for its tracker capacity (256 for 4096
-// agents), up to coalesceMax's worth (measured in BENCHMARKS.md).
+// With the queue the observer gives its socket (256 for 4096 agents) the
+// pause is coalesceMax from coalesceMinRate up to ~7000 beats/s: at most ~110 wakes a
+// second however many agents beat. With the machine's default queue of 10
+// it lets in ~2 beats per wake (measured in BENCHMARKS.md).
+//
+// coalesceMax stays under 10 ms because of the Go runtime's sysmon: it
+// retakes the P of a syscall (here nanosleep) that lasts over 10 ms, and
+// after each retake it polls every 20 µs for a millisecond and more: ~60
+// wakeups for one saved.
 
 const (
 	coalesceWindow  = 100_000_000 // ns over which the arrival rate is measured
-	coalesceMax     = 5_000_000   // ns, the longest pause: under the 10 ms after which sysmon retakes the P of a syscall
-	coalesceMinRate = 1000        // datagrams/s below which the loop never pauses
+	coalesceMax     = 9_000_000   // ns, the longest pause: under the 10 ms after which sysmon retakes the P of a syscall
+	coalesceMinRate = 200         // datagrams/s below which the loop never pauses: under two per coalesceMax
 )
 
 type coalescer struct {

@@ -47,7 +47,7 @@ func TestCoalescerDoesNotPause(t *testing.T) {
 		n, gap int64
 		wakes  int
 	}{
-		{"slow arrivals (500/s)", 10, 1, 2_000_000, 200},
+		{"slow arrivals (100/s)", 256, 1, 10_000_000, 200},
 		{"no rate measured yet", 10, 1, 244_140, 3},
 		{"queue filling faster than planned", 10, 5, 1_220_000, 200},
 		{"queue too short to plan a pause", 3, 1, 244_140, 1000},

@@ -59,7 +59,7 @@ func BenchmarkLoopBeat(b *testing.B) {
 		pid := agentPid(i)
 		EncodeFrame(o.sock.frame(), Frame{Pid: pid, Timestamp: 1, Nonce: nonces[i]})
 		now := monoNow()
-		o.handleDatagram(recvResult{n: FrameSize, credPid: int32(pid), hasCred: true}, now)
+		o.handleDatagram(recvResult{n: FrameSize, credPid: int32(pid), hasCred: true}, now, 0)
 		if i&255 == 0 {
 			o.fireDeadlines(now)
 		}
@@ -123,7 +123,7 @@ func BenchmarkLoopStall(b *testing.B) {
 		nonces[i] = 1
 		pid := agentPid(i)
 		EncodeFrame(o.sock.frame(), Frame{Pid: pid, Timestamp: 1, Nonce: 1})
-		o.handleDatagram(recvResult{n: FrameSize, credPid: int32(pid), hasCred: true}, monoNow())
+		o.handleDatagram(recvResult{n: FrameSize, credPid: int32(pid), hasCred: true}, monoNow(), 0)
 	}
 	// Age every slot far past its deadline, then stall them all once.
 	for s := range o.tr.slots {

@@ -260,8 +260,11 @@ func (o *observer) timeout(now int64) int64 {
 }
 
 // drainSocket reads datagrams until EAGAIN or the budget is spent; the
-// level-triggered poller reports the socket again if more are queued.
+// level-triggered poller reports the socket again if more are queued. The
+// clocks are read once per batch of datagrams (recvmmsg), after it was
+// taken off the queue: every datagram in it arrived before that instant.
 func (o *observer) drainSocket() {
+	var now, wallNow int64
 	for i := 0; i < recvBudget; i++ {
 		res, errno := o.sock.recv()
 		if errno != 0 {
@@ -273,7 +276,10 @@ func (o *observer) drainSocket() {
 			}
 			return
 		}
-		o.handleDatagram(res, monoNow())
+		if now == 0 || o.sock.freshBatch() {
+			now, wallNow = clocksNow()
+		}
+		o.handleDatagram(res, now, wallNow)
 		if o.sock.queueWasEmpty() {
 			// The last batch was short: the queue was empty when it was
 			// read. The level-triggered poller reports anything queued
@@ -283,8 +289,9 @@ func (o *observer) drainSocket() {
 	}
 }
 
-// handleDatagram judges one datagram in contract §4's order.
-func (o *observer) handleDatagram(res recvResult, now int64) {
+// handleDatagram judges one datagram in contract §4's order; now and
+// wallNow are the monotonic and wall clocks read after it was received.
+func (o *observer) handleDatagram(res recvResult, now, wallNow int64) {
 	o.stats.framesReceived++
 	if res.n != FrameSize {
 		o.stats.truncated++
@@ -301,7 +308,7 @@ func (o *observer) handleDatagram(res recvResult, now int64) {
 		o.emit(&event{ns: now, kind: evMismatch, pid: f.Pid, payload: "auth_failure"}, now)
 		return
 	}
-	o.track(&f, o.arrivalTime(res.arrival, now), now)
+	o.track(&f, o.arrivalTime(res.arrival, now, wallNow), now)
 }
 
 // maxQueueAge bounds how old a datagram's kernel timestamp may be before it
@@ -313,10 +320,10 @@ const maxQueueAge = 1_000_000_000
 // from when the loop got to it. Without a usable timestamp it is now. The
 // result never goes backwards: the queue is FIFO, and the active list
 // relies on beats arriving in order.
-func (o *observer) arrivalTime(arrivalWall, now int64) int64 {
+func (o *observer) arrivalTime(arrivalWall, now, wallNow int64) int64 {
 	at := now
 	if arrivalWall != 0 {
-		if d := time.Now().UnixNano() - arrivalWall; d >= 0 && d < maxQueueAge {
+		if d := wallNow - arrivalWall; d >= 0 && d < maxQueueAge {
 			at = now - d
 		}
 	}

@@ -216,21 +216,41 @@ func TestLateLoopJudgesBeatsByArrival(t *testing.T) {
 
 func TestArrivalTimeConversion(t *testing.T) {
 	o := newTestObserver(t, "--threshold-ms", "100")
-	now := monoNow()
-	wall := time.Now().UnixNano()
-	at := o.arrivalTime(wall-5_000_000, now)
-	if d := now - at; d < 5_000_000 || d > 50_000_000 {
-		t.Fatalf("queued 5 ms ago: arrival %v before now", time.Duration(d))
+	now, wall := clocksNow()
+	if at := o.arrivalTime(wall-5_000_000, now, wall); at != now-5_000_000 {
+		t.Fatalf("queued 5 ms ago: arrival %v before now", time.Duration(now-at))
 	}
-	if at := o.arrivalTime(0, now); at != now {
+	if at := o.arrivalTime(0, now, wall); at != now {
 		t.Fatalf("no timestamp: %d, want now", at-now)
 	}
-	// A timestamp from before a clock step is not trusted, and arrival
-	// times never go backwards.
-	if got := o.arrivalTime(wall-10_000_000_000, now+1); got != now+1 {
+	// A timestamp from before a clock step is not trusted, nor one from
+	// the future, and arrival times never go backwards.
+	if got := o.arrivalTime(wall-10_000_000_000, now+1, wall+1); got != now+1 {
 		t.Fatalf("10 s old timestamp: %d, want now", got-now)
 	}
-	if got := o.arrivalTime(wall-20_000_000, now+2); got != now+1 {
+	if got := o.arrivalTime(wall-20_000_000, now+2, wall+2); got != now+1 {
 		t.Fatalf("arrival went backwards: %d", got-now)
+	}
+	if got := o.arrivalTime(wall+1_000_000, now+3, wall+3); got != now+3 {
+		t.Fatalf("timestamp from the future: %d, want now", got-now)
+	}
+}
+
+// TestClocksNowAgree: the pair read from one time.Now matches the separate
+// monotonic and wall readings.
+func TestClocksNowAgree(t *testing.T) {
+	m0 := monoNow()
+	mono, wall := clocksNow()
+	m1, w1 := monoNow(), time.Now().UnixNano()
+	if mono < m0 || mono > m1 {
+		t.Fatalf("clocksNow mono %d outside [%d, %d]", mono, m0, m1)
+	}
+	if d := w1 - wall; d < 0 || d > int64(time.Second) {
+		t.Fatalf("clocksNow wall is %v before time.Now", time.Duration(d))
+	}
+	// The offset to the raw clock is learnt at start to within the few µs
+	// between its two readings.
+	if raw := monoRaw(); raw < mono-int64(time.Millisecond) || raw-mono > int64(time.Second) {
+		t.Fatalf("clocksNow mono %d vs CLOCK_MONOTONIC %d", mono, raw)
 	}
 }

@@ -23,6 +23,7 @@ type vlpSocket struct {
 	fds [maxRightsFds]int32
 
 	batch recvBatch // Linux: datagrams taken off the queue by one recvmmsg(2)
+	fresh bool      // the last recv read from the kernel, not from the batch
 	queue socketQueue
 }
 
@@ -149,6 +150,7 @@ func (s *vlpSocket) recv() (recvResult, unix.Errno) {
 	if recvBatchSize > 1 {
 		return s.recvBatched()
 	}
+	s.fresh = true
 	s.msg.SetControllen(len(s.oob))
 	s.msg.Flags = 0
 	// RawSyscall: with MSG_DONTWAIT on a non-blocking socket the call never
@@ -176,6 +178,11 @@ func (s *vlpSocket) recv() (recvResult, unix.Errno) {
 	}
 	return res, 0
 }
+
+// freshBatch reports whether the datagram recv returned last came from a
+// new read of the kernel queue (the first of a recvmmsg batch, or any
+// datagram where there is no batching).
+func (s *vlpSocket) freshBatch() bool { return s.fresh }
 
 // frame returns the received bytes as a frame; valid only when n == FrameSize.
 func (s *vlpSocket) frame() *[FrameSize]byte {

@@ -75,7 +75,8 @@ type recvBatch struct {
 // nothing and returns the errno (EAGAIN: nothing queued).
 func (s *vlpSocket) recvBatched() (recvResult, unix.Errno) {
 	b := &s.batch
-	if b.next == b.n {
+	s.fresh = b.next == b.n
+	if s.fresh {
 		if e := s.fillBatch(); e != 0 {
 			return recvResult{}, e
 		}

@@ -122,16 +122,19 @@ func progress(format string, a ...any) {
 
 // results is everything measured, written as results.json.
 type results struct {
-	Machine      map[string]string  `json:"machine"`
-	PromEndpoint bool               `json:"prom_endpoint"`
-	GoBench      []goBenchLine      `json:"go_bench"`
-	Idle         idleResult         `json:"idle"`
-	Steady       steadyResult       `json:"steady"`
-	Flood        []floodRound       `json:"flood"`
-	BareSteady   liteResult         `json:"bare_steady"`
-	ObserverQ    liteResult         `json:"observer_qlen_steady"`
-	Notes        []string           `json:"notes"`
-	Extra        map[string]float64 `json:"extra,omitempty"`
+	Machine      map[string]string `json:"machine"`
+	PromEndpoint bool              `json:"prom_endpoint"`
+	GoBench      []goBenchLine     `json:"go_bench"`
+	Idle         idleResult        `json:"idle"`
+	Steady       steadyResult      `json:"steady"`
+	Flood        []floodRound      `json:"flood"`
+	BareSteady   liteResult        `json:"bare_steady"`
+	ObserverQ    liteResult        `json:"observer_machine_queue_steady"`
+	// ObserverQueue is the socket queue the observer reported at start
+	// (its own network namespace's, or the machine's limit).
+	ObserverQueue int                `json:"observer_queue"`
+	Notes         []string           `json:"notes"`
+	Extra         map[string]float64 `json:"extra,omitempty"`
 }
 
 func run() error {
@@ -189,12 +192,13 @@ func run() error {
 	}
 
 	if want("steady") {
-		progress("the same 4096 × 1 Hz load into the bare receiver (%v): the machine's floor for loss and CPU", liteDur)
-		if r.BareSteady, err = runLite(kids.Pids, "bare"); err != nil {
+		r.ObserverQueue = observerQueue(filepath.Join(*outDir, "steady.stderr"))
+		progress("the same 4096 × 1 Hz load into the bare receiver with the observer's socket queue (%d) (%v): the machine's floor for loss and CPU", r.ObserverQueue, liteDur)
+		if r.BareSteady, err = runLite(kids.Pids, "bare", r.ObserverQueue); err != nil {
 			return err
 		}
-		progress("the same load into the observer with max_dgram_qlen %d in a network namespace of its own (%v)", recommendedQlenFor(*agents), liteDur)
-		if r.ObserverQ, err = runLite(kids.Pids, "observer-qlen"); err != nil {
+		progress("the same load into the observer with --socket-queue 0: the machine's max_dgram_qlen (%v)", liteDur)
+		if r.ObserverQ, err = runLite(kids.Pids, "observer-machine-queue", 0); err != nil {
 			return err
 		}
 	}
@@ -205,9 +209,18 @@ func run() error {
 		}
 	}
 
+	if want("flood") && r.ObserverQueue == 0 {
+		p, err := startObserver("queue-probe", false, nil, "--threshold-ms", "1000", "--tracker-capacity", strconv.Itoa(*agents))
+		if err != nil {
+			return err
+		}
+		p.stop()
+		p.remove()
+		r.ObserverQueue = observerQueue(filepath.Join(*outDir, "queue-probe.stderr"))
+	}
 	for i := 0; want("flood") && i < *rounds; i++ {
-		progress("flood round %d/%d: %d beats into the bare receiver", i+1, *rounds, *floodBeats)
-		bare, err := floodBare(kids.Pids)
+		progress("flood round %d/%d: %d beats into the bare receiver (socket queue %d, as the observer's)", i+1, *rounds, *floodBeats, r.ObserverQueue)
+		bare, err := floodBare(kids.Pids, r.ObserverQueue)
 		if err != nil {
 			return err
 		}
@@ -294,15 +307,6 @@ func startObserver(name string, prom bool, env []string, args ...string) (*obser
 		args = append(args, "--prom-addr", "127.0.0.1:0")
 	}
 	p.cmd = exec.Command(*observerBin, args...)
-	if netnsQlen > 0 {
-		// A network namespace of its own, whose net.unix.max_dgram_qlen
-		// is raised: the machine's setting stays as it is. Path sockets
-		// are reachable across namespaces; 127.0.0.1 is not, so no
-		// --prom-addr here. unshare and sh exec, so the pid is the
-		// observer's.
-		script := fmt.Sprintf(`echo %d > /proc/sys/net/unix/max_dgram_qlen && exec "$0" "$@"`, netnsQlen)
-		p.cmd = exec.Command("unshare", append([]string{"-n", "sh", "-c", script, *observerBin}, args...)...)
-	}
 	p.cmd.Env = append(os.Environ(), env...)
 	errf, err := os.Create(p.stderr)
 	if err != nil {
@@ -376,9 +380,40 @@ func (p *observerProc) kill() {
 
 func (p *observerProc) remove() { os.RemoveAll(p.dir) }
 
-// netnsQlen, when set, runs the observer in a network namespace with this
-// max_dgram_qlen (see startObserver).
-var netnsQlen int
+// observerQueue reads the socket queue the observer logged at start
+// ("socket queue limit … datagrams=N"); 0 when it logged none.
+func observerQueue(stderrPath string) int {
+	for _, line := range strings.Split(readFile(stderrPath), "\n") {
+		if !strings.Contains(line, `msg="socket queue limit"`) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "datagrams="); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// bareReceiverCmd runs this program as the bare receiver on sock. With a
+// qlen above the machine's, it runs in a network namespace of its own whose
+// net.unix.max_dgram_qlen is qlen (as the observer creates its socket), so
+// both receivers are measured with the same queue; the machine's setting
+// stays as it is. unshare and sh exec, so the pid is the receiver's.
+func bareReceiverCmd(sock string, qlen int) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	machineQ, _ := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/net/unix/max_dgram_qlen")))
+	if qlen <= machineQ {
+		return exec.Command(self, "--bare-receiver", sock), nil
+	}
+	script := fmt.Sprintf(`echo %d > /proc/sys/net/unix/max_dgram_qlen && exec "$0" "$@"`, qlen)
+	return exec.Command("unshare", "-n", "sh", "-c", script, self, "--bare-receiver", sock), nil
+}
 
 // promAvailable reports whether the observer binary serves /metrics.
 func promAvailable() bool {
@@ -848,19 +883,18 @@ func runBareReceiver(sock string) int {
 
 // floodBare floods a bare receiver running as its own process, like the
 // observer, so both compete with the sender for the same two cores.
-func floodBare(pids []uint32) (loadgen.ReceiverResult, error) {
+func floodBare(pids []uint32, qlen int) (loadgen.ReceiverResult, error) {
 	var res loadgen.ReceiverResult
-	self, err := os.Executable()
-	if err != nil {
-		return res, err
-	}
 	dir, err := os.MkdirTemp("", "vwbare")
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "bare.sock")
-	cmd := exec.Command(self, "--bare-receiver", sock)
+	cmd, err := bareReceiverCmd(sock, qlen)
+	if err != nil {
+		return res, err
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -1004,8 +1038,8 @@ func renderTable(r *results) string {
 		for _, f := range r.Flood {
 			per = append(per, fmt.Sprintf("%.0fk/%.0fk", f.Observer.Rate/1e3, f.Bare.Rate/1e3))
 		}
-		w("| throughput, observer vs bare receiver (%d agents, %d-beat flood, event file on, %s; median of %d rounds) | ≥ 90 %% | %.1f %% (%.0f vs %.0f beats/s; rounds, observer/bare: %s; observer accepted %d of %d frames sent) | %s |\n",
-			*agents, *floodBeats, metrics, len(r.Flood), 100*mo/mb, mo, mb, strings.Join(per, ", "), beats, sent, verdict(mo >= 0.9*mb))
+		w("| throughput, observer vs bare receiver (%d agents, %d-beat flood, event file on, %s; both with a socket queue of %d; median of %d rounds) | ≥ 90 %% | %.1f %% (%.0f vs %.0f beats/s; rounds, observer/bare: %s; observer accepted %d of %d frames sent) | %s |\n",
+			*agents, *floodBeats, metrics, r.ObserverQueue, len(r.Flood), 100*mo/mb, mo, mb, strings.Join(per, ", "), beats, sent, verdict(mo >= 0.9*mb))
 	}
 	s := r.Steady
 	w("| stall precision, surfaced − deadline (%d agents × 1 Hz, %d silenced, the rest beating; threshold %d ms) | p99 ≤ 2 ms | p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d stalls; %d of other agents) | %s |\n",
@@ -1014,17 +1048,17 @@ func renderTable(r *results) string {
 	if !r.PromEndpoint {
 		scraped = "**not scraped: no /metrics in this build**"
 	}
-	w("| beats lost to a full socket queue (%d agents × 1 Hz, %s, max_dgram_qlen %s) | 0 | %d of %d (%d of them sent > 1 ms late by a descheduled sender, in catch-up bursts; %d beats late in all, max lag %.1f ms) | %s |\n",
-		*agents, scraped, r.Machine["qlen"], s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.LostLate, s.Load.Late, s.Load.MaxLagUs/1000, verdict(s.Load.Lost == 0 && r.PromEndpoint))
+	w("| beats lost to a full socket queue (%d agents × 1 Hz, %s; the machine's max_dgram_qlen %s left as it is, the observer's socket queue %d) | 0 | %d of %d (%d of them sent > 1 ms late by a descheduled sender, in catch-up bursts; %d beats late in all, max lag %.1f ms) | %s |\n",
+		*agents, scraped, r.Machine["qlen"], r.ObserverQueue, s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.LostLate, s.Load.Late, s.Load.MaxLagUs/1000, verdict(s.Load.Lost == 0 && r.PromEndpoint))
 	w("| CPU at %d agents × 1 Hz (utime+stime of /proc/PID/stat over %.0f s%s) | ≤ 1 %% of one core | %.2f %% (schedstat: %.2f %%; %.0f context switches/s) | %s |\n",
 		*agents, s.CPUWindowS, map[bool]string{true: ", scraped every second", false: ""}[r.PromEndpoint], s.CPUPercent, s.CPUSchedPct, s.SwitchesPerS, verdict(s.CPUPercent <= 1))
 	if b := r.BareSteady; b.Load.Sent > 0 {
-		w("| … the same load into the bare receiver, same run (the machine's floor) | | lost %d of %d (%d sent late); CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s; %d gaps over 2 ms between frames, longest %.1f ms | |\n",
-			b.Load.Lost, b.Load.Sent+b.Load.Lost, b.Load.LostLate, b.CPUPercent, b.CPUSchedPc, b.Switches, b.Gaps2ms, b.MaxGapMs)
+		w("| … the same load into the bare receiver with the same socket queue (%d), same run (the machine's floor) | | lost %d of %d (%d sent late); CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s; %d gaps over 2 ms between frames, longest %.1f ms | |\n",
+			b.Qlen, b.Load.Lost, b.Load.Sent+b.Load.Lost, b.Load.LostLate, b.CPUPercent, b.CPUSchedPc, b.Switches, b.Gaps2ms, b.MaxGapMs)
 	}
 	if q := r.ObserverQ; q.Load.Sent > 0 {
-		w("| … the observer with max_dgram_qlen %d (its start-up advice for %d agents; own network namespace, not scraped) | | lost %d of %d; CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s | |\n",
-			q.Qlen, *agents, q.Load.Lost, q.Load.Sent+q.Load.Lost, q.CPUPercent, q.CPUSchedPc, q.Switches)
+		w("| … the observer with --socket-queue 0: the machine's queue (%d), not scraped | | lost %d of %d; CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s | |\n",
+			q.Qlen, q.Load.Lost, q.Load.Sent+q.Load.Lost, q.CPUPercent, q.CPUSchedPc, q.Switches)
 	}
 	w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
 		r.Idle.Threads, r.Idle.Seconds, r.Idle.WakeupsPerS, r.Idle.Switches, r.Idle.Seconds, verdict(r.Idle.Switches == 0))
@@ -1154,27 +1188,27 @@ type liteResult struct {
 	MaxGapMs   float64        `json:"max_gap_ms"`
 }
 
-// runLite runs 4096 × 1 Hz for liteDur into the bare receiver ("bare") or
-// into the observer in a network namespace with the recommended queue
-// ("observer-qlen"), and measures the receiver's CPU from 4 s to 13 s.
-func runLite(pids []uint32, kind string) (liteResult, error) {
+// runLite runs 4096 × 1 Hz for liteDur into the bare receiver with a
+// socket queue of qlen ("bare") or into the observer with the machine's
+// queue ("observer-machine-queue", --socket-queue 0), and measures the
+// receiver's CPU from 4 s to 13 s.
+func runLite(pids []uint32, kind string, qlen int) (liteResult, error) {
 	var r liteResult
 	var pid int
 	var sock string
 	var finish func() error
 	switch kind {
 	case "bare":
-		self, err := os.Executable()
-		if err != nil {
-			return r, err
-		}
 		dir, err := os.MkdirTemp("", "vwbare")
 		if err != nil {
 			return r, err
 		}
 		defer os.RemoveAll(dir)
 		sock = filepath.Join(dir, "bare.sock")
-		cmd := exec.Command(self, "--bare-receiver", sock)
+		cmd, err := bareReceiverCmd(sock, qlen)
+		if err != nil {
+			return r, err
+		}
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -1193,7 +1227,7 @@ func runLite(pids []uint32, kind string) (liteResult, error) {
 			}
 		}
 		q, _ := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/net/unix/max_dgram_qlen")))
-		r.Qlen = q
+		r.Qlen = max(q, qlen)
 		pid = cmd.Process.Pid
 		finish = func() error {
 			cmd.Process.Signal(syscall.SIGTERM)
@@ -1208,15 +1242,13 @@ func runLite(pids []uint32, kind string) (liteResult, error) {
 			return nil
 		}
 	default:
-		netnsQlen = recommendedQlenFor(len(pids))
-		p, err := startObserver("steady-qlen", false, nil, "--threshold-ms", strconv.Itoa(*thresholdMs),
-			"--tracker-capacity", strconv.Itoa(len(pids)))
-		netnsQlen = 0
+		p, err := startObserver("steady-machine-queue", false, nil, "--threshold-ms", strconv.Itoa(*thresholdMs),
+			"--tracker-capacity", strconv.Itoa(len(pids)), "--socket-queue", "0")
 		if err != nil {
 			return r, err
 		}
 		defer p.remove()
-		r.Qlen = recommendedQlenFor(len(pids))
+		r.Qlen = observerQueue(p.stderr)
 		pid, sock = p.pid(), p.sock
 		finish = p.stop
 	}
