@@ -206,6 +206,33 @@ func (p *observerProc) signal(sig syscall.Signal) {
 	}
 }
 
+// stopped sends SIGSTOP and waits until every thread of the observer has
+// stopped (a signal is delivered asynchronously: until then the loop may
+// still be reading its socket).
+func (p *observerProc) stopped() {
+	p.t.Helper()
+	p.signal(syscall.SIGSTOP)
+	dir := fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		all := true
+		for _, task := range tasks {
+			b, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+			i := bytes.LastIndexByte(b, ')')
+			if err == nil && (i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't')) {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+	}
+	p.t.Fatal("the observer did not stop within 10 s of SIGSTOP")
+}
+
 // wait waits for the observer to exit and returns its exit status.
 func (p *observerProc) wait(timeout time.Duration) int {
 	p.t.Helper()

@@ -189,7 +189,7 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 			p := startObserver(t, args...)
 			runAgent(t, p.socket, "--count", "30", "--interval-ms", "5")
 			p.waitEvents(10*time.Second, "30 beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 30 })
-			p.signal(syscall.SIGSTOP)
+			p.stopped()
 			queued := queuedUntilFull(t, p.socket)
 			p.signal(syscall.SIGCONT)
 			if code := p.stop(); code != 0 {
