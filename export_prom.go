@@ -262,6 +262,21 @@ func (p *promServer) listen(addr string) error {
 // addr is the bound address as host:port ([v6]:port), printed at start.
 func (p *promServer) addr() string { return p.bound }
 
+// writing reports whether a response is being sent: the loop then does not
+// pause to let beats gather (coalesce.go), or a scrape of 4096 agents,
+// written a step per turn, would take a pause per step.
+func (p *promServer) writing() bool {
+	if p == nil {
+		return false
+	}
+	for _, c := range p.conns {
+		if c.state == connWriting {
+			return true
+		}
+	}
+	return false
+}
+
 // owns reports whether fd is the listener or one of its connections.
 func (p *promServer) owns(fd int) bool {
 	return fd == p.lfd || p.connOf(fd) != nil

@@ -183,7 +183,7 @@ func (o *observer) iterate() error {
 		runtime.Gosched()
 		o.lastYield = now
 	}
-	if p := o.coal.pause(o.timeout(now)); p > 0 {
+	if p := o.coalescePause(now); p > 0 {
 		pauseNs(p) // let a few beats queue up, see coalesce.go
 		now = monoNow()
 	}
@@ -214,6 +214,15 @@ func (o *observer) iterate() error {
 	o.fireDeadlines(monoNow())
 	o.coal.note(int64(o.stats.framesReceived-received), now)
 	return nil
+}
+
+// coalescePause is how long iterate lets beats gather before it waits
+// (coalesce.go): none while a scrape is being written.
+func (o *observer) coalescePause(now int64) int64 {
+	if o.prom.writing() {
+		return 0
+	}
+	return o.coal.pause(o.timeout(now))
 }
 
 // timeout returns the wait in ns until the nearest deadline: -1 when there
