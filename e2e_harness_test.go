@@ -113,6 +113,19 @@ func startObserver(t testing.TB, args ...string) *observerProc {
 // test's environment.
 func startObserverCmd(t testing.TB, argv0, env []string, args ...string) *observerProc {
 	t.Helper()
+	return startObserverWith(t, argv0, env, nil, args...)
+}
+
+// startObserverStderr is startObserver with the observer's stderr going to
+// the file stderr (p.stderr stays empty).
+func startObserverStderr(t testing.TB, stderr *os.File, args ...string) *observerProc {
+	t.Helper()
+	binaries(t)
+	return startObserverWith(t, []string{observerBin}, nil, stderr, args...)
+}
+
+func startObserverWith(t testing.TB, argv0, env []string, stderr *os.File, args ...string) *observerProc {
+	t.Helper()
 	p := &observerProc{t: t, dir: shortTempDir(t), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.socket = filepath.Join(p.dir, "s.sock")
 	p.events = filepath.Join(p.dir, "events.tsv")
@@ -140,6 +153,9 @@ func startObserverCmd(t testing.TB, argv0, env []string, args ...string) *observ
 	_, wantProm := has("--prom-addr")
 	p.cmd = exec.Command(argv0[0], append(append([]string{}, argv0[1:]...), args...)...)
 	p.cmd.Stderr = p.stderr
+	if stderr != nil {
+		p.cmd.Stderr = stderr
+	}
 	p.cmd.Env = append(os.Environ(), env...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -5,8 +5,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -244,5 +246,65 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 				t.Errorf("%d log lines for a start, 30 beats and a stop: a line per beat?\n%s", len(lines), p.stderr.String())
 			}
 		})
+	}
+}
+
+// TestStderrNotReadDoesNotStopTheLoop: procd's logd, journald or a
+// terminal can stop reading the observer's stderr. The loop must go on
+// surfacing stalls: log lines wait in a bounded buffer, the surplus is
+// dropped and counted, and the exit does not hang on the full pipe. Once
+// stderr is read again it holds whole lines and the drop report.
+func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096) // one page: a few dozen lines fill it
+	p := startObserverStderr(t, w, "--threshold-ms", "10")
+	w.Close()
+	// A storm of stalls: every 40-ms gap of every agent is a silence past
+	// the 10-ms threshold, and each stall is a log line: ~1500 lines,
+	// ~200 KB, far more than the pipe and the logger's buffer hold.
+	var storm []*agentProc
+	for i := 0; i < 30; i++ {
+		storm = append(storm, startAgent(t, p.socket, "--interval-ms", "40", "--count", "50"))
+	}
+	for _, a := range storm {
+		a.waitExit(t, 30*time.Second)
+	}
+	// stderr has been full for a while: the loop still surfaces a stall.
+	last := runAgent(t, p.socket, "--count", "1")
+	p.waitEvents(10*time.Second, "the stall of an agent that beat after stderr filled", func(evs []tsvEvent) bool {
+		return countEvents(evs, "stall", last.pid) == 1
+	})
+	// The reader comes back: everything still queued, and the report of
+	// what was dropped, is written before the exit completes.
+	outc := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); outc <- b }()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	stalls := countEvents(p.readEvents(), "stall", "")
+	out := <-outc
+	var logged, dropped int
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		if !strings.HasPrefix(line, "time=") || !strings.Contains(line, " level=") {
+			t.Fatalf("torn log line %q", line)
+		}
+		if strings.Contains(line, `msg="agent stalled"`) {
+			logged++
+		}
+		if _, n, ok := strings.Cut(line, `msg="log lines dropped: stderr was not being read" lines=`); ok {
+			k, err := strconv.Atoi(n)
+			if err != nil || k <= 0 {
+				t.Fatalf("bad drop report %q", line)
+			}
+			dropped += k
+		}
+	}
+	if dropped == 0 || logged+dropped != stalls {
+		t.Fatalf("%d stalls, %d logged, %d reported dropped: want a drop report, and every stall either logged or counted", stalls, logged, dropped)
 	}
 }

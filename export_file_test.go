@@ -20,8 +20,7 @@ func newFileTestObserver(t *testing.T, maxBytes int64, keep int) (*observer, str
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lf.Close() })
-	log := newLogger(false)
-	log.out = lf
+	log := newLogger(false, lf)
 	cfg := defaultConfig()
 	cfg.exportMaxBytes, cfg.exportKeep = maxBytes, keep
 	return &observer{cfg: cfg, log: log}, logPath

@@ -22,8 +22,7 @@ func quietLogger(t testing.TB) *logger {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	l := newLogger(false)
-	l.out = f
+	l := newLogger(false, f)
 	return l
 }
 

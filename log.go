@@ -6,17 +6,36 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // logger writes one line per message to stderr, as text (logfmt) or JSON.
 // It formats into a reused buffer, so logging a stall or a recovery from the
 // event loop allocates nothing. slog would allocate per record.
+//
+// When stderr is a pipe, a socket or a terminal (procd's logd, journald, a
+// shell), whoever reads it can stop reading, and a write(2) then blocks: the
+// event loop would stop draining its socket and surfacing stalls. There the
+// loop only appends the line to a bounded buffer and a writer goroutine does
+// the blocking writes; lines that find the buffer full are dropped, counted,
+// and reported by one line once stderr moves again. A regular file is
+// written directly.
 type logger struct {
 	mu   sync.Mutex
 	json bool
 	out  *os.File
 	buf  []byte
+
+	async   bool
+	pend    []byte        // lines waiting for the writer, at most logPendMax bytes
+	dropped int64         // lines that found pend full since the last report
+	busy    bool          // the writer holds lines it has not finished writing
+	kick    chan struct{} // capacity 1: pend has lines
 }
+
+// logPendMax bounds the log lines waiting for a blocked stderr: ~400 lines.
+const logPendMax = 64 << 10
 
 type logLevel uint8
 
@@ -39,8 +58,18 @@ type field struct {
 func fStr(k, v string) field       { return field{key: k, str: v} }
 func fInt(k string, v int64) field { return field{key: k, num: v, isNum: true} }
 
-func newLogger(json bool) *logger {
-	return &logger{json: json, out: os.Stderr, buf: make([]byte, 0, 512)}
+// newLogger returns a logger writing to out, asynchronously unless out is
+// a regular file.
+func newLogger(json bool, out *os.File) *logger {
+	l := &logger{json: json, out: out, buf: make([]byte, 0, 512)}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(out.Fd()), &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		l.async = true
+		l.pend = make([]byte, 0, logPendMax)
+		l.kick = make(chan struct{}, 1)
+		go l.writer()
+	}
+	return l
 }
 
 func (l *logger) info(msg string, fs ...field)  { l.log(levelInfo, msg, fs) }
@@ -52,8 +81,70 @@ func (l *logger) log(lv logLevel, msg string, fs []field) {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buf[:0]
+	b := l.appendRecord(l.buf[:0], lv, msg, fs)
+	l.buf = b
+	if !l.async {
+		l.out.Write(b)
+		l.mu.Unlock()
+		return
+	}
+	if len(l.pend)+len(b) > logPendMax {
+		l.dropped++
+	} else {
+		l.pend = append(l.pend, b...)
+	}
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default: // already kicked
+	}
+}
+
+// writer writes what log queued, for as long as the process lives.
+func (l *logger) writer() {
+	out := make([]byte, 0, logPendMax+512)
+	for range l.kick {
+		for {
+			l.mu.Lock()
+			if len(l.pend) == 0 && l.dropped == 0 {
+				l.busy = false
+				l.mu.Unlock()
+				break
+			}
+			out = append(out[:0], l.pend...)
+			l.pend = l.pend[:0]
+			if l.dropped > 0 {
+				out = l.appendRecord(out, levelWarn, "log lines dropped: stderr was not being read",
+					[]field{fInt("lines", l.dropped)})
+				l.dropped = 0
+			}
+			l.busy = true
+			l.mu.Unlock()
+			l.out.Write(out)
+		}
+	}
+}
+
+// flush waits until every queued line has been written, or timeout has
+// passed (a stderr nobody reads must not hold up the exit forever).
+func (l *logger) flush(timeout time.Duration) {
+	if l == nil || !l.async {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		l.mu.Lock()
+		done := len(l.pend) == 0 && l.dropped == 0 && !l.busy
+		l.mu.Unlock()
+		if done || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// appendRecord appends one formatted line.
+func (l *logger) appendRecord(b []byte, lv logLevel, msg string, fs []field) []byte {
 	now := time.Now().UnixNano()
 	if l.json {
 		b = append(b, `{"time":"`...)
@@ -92,8 +183,7 @@ func (l *logger) log(lv logLevel, msg string, fs []field) {
 		}
 		b = append(b, '\n')
 	}
-	l.buf = b
-	l.out.Write(b)
+	return b
 }
 
 // appendLogfmtValue quotes v when it is empty or holds a space, quote,

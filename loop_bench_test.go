@@ -28,8 +28,7 @@ func benchObserver(b *testing.B, capacity int, thresholdMs int64) *observer {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { devnull.Close() })
-	log := newLogger(false)
-	log.out = devnull
+	log := newLogger(false, devnull)
 	cfg := defaultConfig()
 	cfg.socket = filepath.Join(dir, "s.sock")
 	cfg.exportFile = filepath.Join(dir, "events.tsv")

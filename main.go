@@ -7,7 +7,12 @@ import (
 	"errors"
 	"io"
 	"os"
+	"time"
 )
+
+// logFlushTimeout bounds how long the exit waits for log lines that a
+// stderr nobody reads has not taken.
+const logFlushTimeout = time.Second
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
@@ -34,7 +39,9 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 		io.WriteString(stdout, versionLine()+"\n")
 		return 0
 	}
-	log := newLogger(cfg.logJSON)
+	log := newLogger(cfg.logJSON, os.Stderr)
+	// Deferred first, so it runs last: after the panic report below.
+	defer log.flush(logFlushTimeout)
 	var o *observer
 	defer func() {
 		// No stack trace ever reaches a user: report the fault in one line,

@@ -63,8 +63,7 @@ func newTestObserver(t testing.TB, args ...string) *observer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { devnull.Close() })
-	log := newLogger(false)
-	log.out = devnull
+	log := newLogger(false, devnull)
 	o, err := newObserver(cfg, log)
 	if err != nil {
 		t.Fatal(err)
