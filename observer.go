@@ -624,7 +624,11 @@ func (o *observer) logStart() {
 		} else {
 			o.log.info("socket queue limit", fStr("sysctl", "net.unix.max_dgram_qlen"), fInt("datagrams", int64(q.qlen)))
 		}
-		if need := recommendedQlen(o.cfg.trackerCapacity); q.qlen < need {
+		need := o.cfg.wantQueue() // --socket-queue, or what the tracker needs
+		if need == 0 {
+			need = recommendedQlen(o.cfg.trackerCapacity)
+		}
+		if q.qlen < need {
 			fields := []field{fInt("max_dgram_qlen", int64(q.qlen)), fInt("recommended", int64(need)),
 				fStr("fix", sprintf("sysctl -w net.unix.max_dgram_qlen=%d, or --socket-queue %d as root", need, need))}
 			if q.why != "" {
