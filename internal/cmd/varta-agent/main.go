@@ -208,7 +208,10 @@ beating:
 			break beating
 		}
 		vlpclient.Encode(&frame, cfg.status, cfg.pid, monotonicNanos(), nonce, cfg.payload)
-		for range cfg.repeat {
+		for r := range cfg.repeat {
+			if r > 0 && !waitTick(sigs, nil) {
+				break beating // stopped in the middle of a long --repeat
+			}
 			// A full queue drops the beat, as agents do. So does a
 			// missing or dead observer: it may not have started yet or
 			// be restarting, and an agent keeps beating through that.

@@ -137,6 +137,16 @@ func TestAgent(t *testing.T) {
 		r.expectNothing()
 	})
 
+	t.Run("SIGTERM stops a long --repeat", func(t *testing.T) {
+		r := newReceiver(t)
+		// Two billion copies would take the better part of an hour: the
+		// stop must come between two copies.
+		a := start(t, bin, "--socket", r.path, "--count", "1", "--repeat", "2000000000")
+		r.recvFrame()
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		a.wait(0)
+	})
+
 	t.Run("hang after N beats until SIGTERM", func(t *testing.T) {
 		r := newReceiver(t)
 		// --hang-after wins over a --count that would end the beats too.
