@@ -19,6 +19,7 @@ func FuzzParseArgs(f *testing.F) {
 	f.Add("--socket\x00/run/varta.sock\x00--threshold-ms\x002000")
 	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=[::1]:0\x00--socket-mode=0o660")
 	f.Add("--socket-mode=0o\x00-h")
+	f.Add("--socket=/s\x00--threshold-ms=10\x00--socket-queue=0\x00--socket-queue\x0065536")
 	f.Add("--prom-addr\x00[::1]:0\x00--recovery-exec\x00 \x00--")
 	f.Fuzz(func(t *testing.T, line string) {
 		var args []string
@@ -65,6 +66,8 @@ func checkConfigRanges(t *testing.T, args []string, c *config) {
 		bad("socket-mode", fmt.Sprintf("%#o", c.socketMode))
 	case c.trackerCapacity < 1 || c.trackerCapacity > 65536:
 		bad("tracker-capacity", c.trackerCapacity)
+	case c.socketQueue < -1 || c.socketQueue > 65536:
+		bad("socket-queue", c.socketQueue)
 	case c.exportMaxBytes < 0:
 		bad("export-file-max-bytes", c.exportMaxBytes)
 	case c.exportKeep < 0:
@@ -99,6 +102,9 @@ func renderArgs(c *config) []string {
 	}
 	a = append(a, fmt.Sprintf("--socket-mode=0%o", c.socketMode))
 	num("tracker-capacity", int64(c.trackerCapacity))
+	if c.socketQueue >= 0 { // -1: not given, the default
+		num("socket-queue", int64(c.socketQueue))
+	}
 	str("export-file", c.exportFile)
 	num("export-file-max-bytes", c.exportMaxBytes)
 	num("export-file-keep", int64(c.exportKeep))
