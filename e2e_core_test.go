@@ -891,3 +891,76 @@ func TestE2EGarbageNeverHurts(t *testing.T) {
 		t.Fatalf("%d datagrams of 32 bytes, %d judged, %d events:\n%s", frames, judged, len(evs), dumpEvents(evs))
 	}
 }
+
+// TestE2ESimultaneousStartsOnAStaleSocket: two observers started at the
+// same instant on a stale socket. Both may find it stale; without the path
+// lock the second could unlink the first one's fresh socket and bind its
+// own, leaving two running, one of them deaf. Exactly one must run, the
+// other exit 1 with "already running", and the runner must own the path.
+// That window is a few microseconds wide, so this run checks the outcome
+// but rarely hits the race itself (30 rounds without the lock all passed);
+// TestSocketPathLock checks the lock deterministically.
+func TestE2ESimultaneousStartsOnAStaleSocket(t *testing.T) {
+	binaries(t)
+	for round := 0; round < 10; round++ {
+		dir := shortTempDir(t)
+		path := filepath.Join(dir, "s.sock")
+		makeStaleSocket(t, path)
+		type proc struct {
+			cmd    *exec.Cmd
+			stderr lockedBuffer
+			done   chan struct{}
+		}
+		var ps [2]*proc
+		for i := range ps {
+			p := &proc{done: make(chan struct{})}
+			p.cmd = exec.Command(observerBin, "--socket", path, "--threshold-ms", "1000",
+				"--export-file", filepath.Join(dir, fmt.Sprintf("events%d.tsv", i)))
+			p.cmd.Stderr = &p.stderr
+			ps[i] = p
+		}
+		for _, p := range ps {
+			if err := p.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { p.cmd.Wait(); close(p.done) }()
+		}
+		// The loser exits at once; the winner runs until told to stop.
+		var loser, winner *proc
+		select {
+		case <-ps[0].done:
+			loser, winner = ps[0], ps[1]
+		case <-ps[1].done:
+			loser, winner = ps[1], ps[0]
+		case <-time.After(5 * time.Second):
+			for _, p := range ps {
+				p.cmd.Process.Kill()
+				<-p.done
+			}
+			t.Fatalf("round %d: both observers run on %s", round, path)
+		}
+		if code := loser.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(loser.stderr.String(), "already running") {
+			t.Errorf("round %d: the loser exited %d: %s", round, code, loser.stderr.String())
+		}
+		// The winner's socket is at the path: it answers, and the winner
+		// removes it when it stops (it removes only its own).
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(winner.stderr.String(), "varta-watch started") && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if live, err := socketIsLive(path); err != nil || !live {
+			t.Errorf("round %d: no live observer at %s (%v); winner: %s", round, path, err, winner.stderr.String())
+		}
+		winner.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-winner.done:
+		case <-time.After(10 * time.Second):
+			winner.cmd.Process.Kill()
+			<-winner.done
+			t.Fatalf("round %d: the winner did not stop", round)
+		}
+		if _, err := os.Lstat(path); !os.IsNotExist(err) {
+			t.Errorf("round %d: the winner left %s behind (%v): it was not its socket", round, path, err)
+		}
+	}
+}

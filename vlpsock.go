@@ -25,6 +25,7 @@ type vlpSocket struct {
 	batch recvBatch // Linux: datagrams taken off the queue by one recvmmsg(2)
 	fresh bool      // the last recv read from the kernel, not from the batch
 	queue socketQueue
+	lock  int // lockSocketPath's descriptor, -1 none
 }
 
 // socketQueue says how many datagrams the kernel queues on the socket
@@ -65,6 +66,23 @@ func bindVLPSocket(path string, mode uint32, wantQueue int) (*vlpSocket, error) 
 	if len(path) > maxSocketPath {
 		return nil, errorf("socket %s: path is %d bytes, the limit for a Unix socket is %d", path, len(path), maxSocketPath)
 	}
+	lock, busy := lockSocketPath(path)
+	if busy {
+		return nil, errorf("socket %s: already running: another observer is starting or running on this path", path)
+	}
+	s, err := bindLocked(path, mode, wantQueue)
+	if err != nil {
+		if lock >= 0 {
+			unix.Close(lock)
+		}
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// bindLocked is bindVLPSocket once the path's lock is held.
+func bindLocked(path string, mode uint32, wantQueue int) (*vlpSocket, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err == nil {
 		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
@@ -98,7 +116,7 @@ func bindVLPSocket(path string, mode uint32, wantQueue int) (*vlpSocket, error) 
 		}
 		return nil, errorf("socket %s: %v", path, os.NewSyscallError("bind", err))
 	}
-	s := &vlpSocket{fd: fd, path: path, queue: queue}
+	s := &vlpSocket{fd: fd, path: path, queue: queue, lock: -1}
 	if err := unix.Lstat(path, &st); err != nil {
 		s.close()
 		return nil, errorf("socket %s: %v", path, err)
@@ -290,13 +308,17 @@ func (s *vlpSocket) close() {
 		unix.Close(s.fd)
 		s.fd = -1
 	}
-	if s.removed || s.ino == 0 {
-		return
+	if !s.removed && s.ino != 0 {
+		s.removed = true
+		var st unix.Stat_t
+		if unix.Lstat(s.path, &st) == nil && uint64(st.Dev) == s.dev && uint64(st.Ino) == s.ino &&
+			st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+			unix.Unlink(s.path)
+		}
 	}
-	s.removed = true
-	var st unix.Stat_t
-	if unix.Lstat(s.path, &st) == nil && uint64(st.Dev) == s.dev && uint64(st.Ino) == s.ino &&
-		st.Mode&unix.S_IFMT == unix.S_IFSOCK {
-		unix.Unlink(s.path)
+	// Last: the next observer may start once the path is cleared.
+	if s.lock >= 0 {
+		unix.Close(s.lock)
+		s.lock = -1
 	}
 }
