@@ -1042,28 +1042,35 @@ func renderTable(r *results) string {
 			*agents, *floodBeats, metrics, r.ObserverQueue, len(r.Flood), 100*mo/mb, mo, mb, strings.Join(per, ", "), beats, sent, verdict(mo >= 0.9*mb))
 	}
 	s := r.Steady
-	w("| stall precision, surfaced − deadline (%d agents × 1 Hz, %d silenced, the rest beating; threshold %d ms) | p99 ≤ 2 ms | p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d stalls; %d of other agents) | %s |\n",
-		*agents, s.Load.Silenced, *thresholdMs, s.DelayP50Ms, s.DelayP99Ms, s.DelayMaxMs, s.Stalls+s.OtherStalls, s.OtherStalls, verdict(s.Stalls > 0 && s.DelayP99Ms <= 2))
-	scraped := "/metrics scraped every second"
-	if !r.PromEndpoint {
-		scraped = "**not scraped: no /metrics in this build**"
-	}
-	w("| beats lost to a full socket queue (%d agents × 1 Hz, %s; the machine's max_dgram_qlen %s left as it is, the observer's socket queue %d) | 0 | %d of %d (%d of them sent > 1 ms late by a descheduled sender, in catch-up bursts; %d beats late in all, max lag %.1f ms) | %s |\n",
-		*agents, scraped, r.Machine["qlen"], r.ObserverQueue, s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.LostLate, s.Load.Late, s.Load.MaxLagUs/1000, verdict(s.Load.Lost == 0 && r.PromEndpoint))
-	w("| CPU at %d agents × 1 Hz (utime+stime of /proc/PID/stat over %.0f s%s) | ≤ 1 %% of one core | %.2f %% (schedstat: %.2f %%; %.0f context switches/s) | %s |\n",
-		*agents, s.CPUWindowS, map[bool]string{true: ", scraped every second", false: ""}[r.PromEndpoint], s.CPUPercent, s.CPUSchedPct, s.SwitchesPerS, verdict(s.CPUPercent <= 1))
-	if b := r.BareSteady; b.Load.Sent > 0 {
-		w("| … the same load into the bare receiver with the same socket queue (%d), same run (the machine's floor) | | lost %d of %d (%d sent late); CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s; %d gaps over 2 ms between frames, longest %.1f ms | |\n",
-			b.Qlen, b.Load.Lost, b.Load.Sent+b.Load.Lost, b.Load.LostLate, b.CPUPercent, b.CPUSchedPc, b.Switches, b.Gaps2ms, b.MaxGapMs)
+	steadyRan := s.Load.Sent > 0 // rows of scenarios not run are left out
+	if steadyRan {
+		w("| stall precision, surfaced − deadline (%d agents × 1 Hz, %d silenced, the rest beating; threshold %d ms) | p99 ≤ 2 ms | p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d stalls; %d of other agents) | %s |\n",
+			*agents, s.Load.Silenced, *thresholdMs, s.DelayP50Ms, s.DelayP99Ms, s.DelayMaxMs, s.Stalls+s.OtherStalls, s.OtherStalls, verdict(s.Stalls > 0 && s.DelayP99Ms <= 2))
+		scraped := "/metrics scraped every second"
+		if !r.PromEndpoint {
+			scraped = "**not scraped: no /metrics in this build**"
+		}
+		w("| beats lost to a full socket queue (%d agents × 1 Hz, %s; the machine's max_dgram_qlen %s left as it is, the observer's socket queue %d) | 0 | %d of %d (%d of them sent > 1 ms late by a descheduled sender, in catch-up bursts; %d beats late in all, max lag %.1f ms) | %s |\n",
+			*agents, scraped, r.Machine["qlen"], r.ObserverQueue, s.Load.Lost, s.Load.Sent+s.Load.Lost, s.Load.LostLate, s.Load.Late, s.Load.MaxLagUs/1000, verdict(s.Load.Lost == 0 && r.PromEndpoint))
+		w("| CPU at %d agents × 1 Hz (utime+stime of /proc/PID/stat over %.0f s%s) | ≤ 1 %% of one core | %.2f %% (schedstat: %.2f %%; %.0f context switches/s) | %s |\n",
+			*agents, s.CPUWindowS, map[bool]string{true: ", scraped every second", false: ""}[r.PromEndpoint], s.CPUPercent, s.CPUSchedPct, s.SwitchesPerS, verdict(s.CPUPercent <= 1))
+		if b := r.BareSteady; b.Load.Sent > 0 {
+			w("| … the same load into the bare receiver with the same socket queue (%d), same run (the machine's floor) | | lost %d of %d (%d sent late); CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s; %d gaps over 2 ms between frames, longest %.1f ms | |\n",
+				b.Qlen, b.Load.Lost, b.Load.Sent+b.Load.Lost, b.Load.LostLate, b.CPUPercent, b.CPUSchedPc, b.Switches, b.Gaps2ms, b.MaxGapMs)
+		}
 	}
 	if q := r.ObserverQ; q.Load.Sent > 0 {
 		w("| … the observer with --socket-queue 0: the machine's queue (%d), not scraped | | lost %d of %d; CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s | |\n",
 			q.Qlen, q.Load.Lost, q.Load.Sent+q.Load.Lost, q.CPUPercent, q.CPUSchedPc, q.Switches)
 	}
-	w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
-		r.Idle.Threads, r.Idle.Seconds, r.Idle.WakeupsPerS, r.Idle.Switches, r.Idle.Seconds, verdict(r.Idle.Switches == 0))
-	w("| RSS with %d agents tracked | ≤ 4 MB | VmRSS %.2f MiB (anonymous %.2f, file-backed %.2f: the binary's pages in use), VmHWM %.2f MiB; idle, no agents: %.2f MiB | %s |\n",
-		*agents, float64(s.RSSKB)/1024, float64(s.RssAnonKB)/1024, float64(s.RssFileKB)/1024, float64(s.HWMKB)/1024, float64(r.Idle.RSSKB)/1024, verdict(s.HWMKB <= 4096))
+	if r.Idle.Seconds > 0 {
+		w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
+			r.Idle.Threads, r.Idle.Seconds, r.Idle.WakeupsPerS, r.Idle.Switches, r.Idle.Seconds, verdict(r.Idle.Switches == 0))
+	}
+	if steadyRan {
+		w("| RSS with %d agents tracked | ≤ 4 MB | VmRSS %.2f MiB (anonymous %.2f, file-backed %.2f: the binary's pages in use), VmHWM %.2f MiB; idle, no agents: %.2f MiB | %s |\n",
+			*agents, float64(s.RSSKB)/1024, float64(s.RssAnonKB)/1024, float64(s.RssFileKB)/1024, float64(s.HWMKB)/1024, float64(r.Idle.RSSKB)/1024, verdict(s.HWMKB <= 4096))
+	}
 	allocs := func(name string) string {
 		for _, g := range r.GoBench {
 			if g.Name == name {
@@ -1082,20 +1089,23 @@ func renderTable(r *results) string {
 		}
 	}
 	allZero := allocs("BenchmarkLoopBeat") == "0" && allocs("BenchmarkLoopRecvBeat") == "0" && allocs("BenchmarkLoopStall") == "0" && strings.HasPrefix(scrapeBench, "0 ")
-	w("| allocations after warm-up (Go benchmarks) | 0 per beat, stall, scrape | beat %s, beat via socket %s, stall %s, scrape %s | %s |\n",
-		allocs("BenchmarkLoopBeat"), allocs("BenchmarkLoopRecvBeat"), allocs("BenchmarkLoopStall"), scrapeBench, verdict(allZero))
+	if len(r.GoBench) > 0 {
+		w("| allocations after warm-up (Go benchmarks) | 0 per beat, stall, scrape | beat %s, beat via socket %s, stall %s, scrape %s | %s |\n",
+			allocs("BenchmarkLoopBeat"), allocs("BenchmarkLoopRecvBeat"), allocs("BenchmarkLoopStall"), scrapeBench, verdict(allZero))
+	}
 	if len(gcs) > 0 {
 		w("| garbage collections during a %d-beat flood (GODEBUG=gctrace=1) | 0 | %v per round (%d in the whole runs) | %s |\n",
 			*floodBeats, gcs, sumGC(r.Flood), verdict(slices.Max(gcs) == 0))
 	}
-	if r.PromEndpoint {
+	scrapeRan := steadyRan || len(r.GoBench) > 0
+	if scrapeRan && r.PromEndpoint {
 		render := "render n/a"
 		if renderNs >= 0 {
 			render = fmt.Sprintf("render %.2f ms (BenchmarkScrapeRender4096)", renderNs/1e6)
 		}
 		w("| scrape of %d agents | reported | %s; GET /metrics during the steady run, request to last byte: p50 %.2f ms, max %.2f ms; %d bytes (%d scrapes, %d failed) | reported |\n",
 			*agents, render, s.ScrapeP50Ms, s.ScrapeMaxMs, s.ScrapeBytes, len(s.Scrapes), s.ScrapeErrors)
-	} else {
+	} else if scrapeRan {
 		w("| scrape of %d agents | reported | skipped: no /metrics in this build | **missing** |\n", *agents)
 	}
 	w("\nGo benchmarks (go test -run '^$' -bench . -benchmem ./...):\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
