@@ -184,13 +184,14 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 	}
 	for _, queueFlag := range []string{"", "0"} {
 		t.Run("socket-queue="+queueFlag, func(t *testing.T) {
-			args := []string{"--threshold-ms", "5000", "--log-format", "json", "--tracker-capacity", "4096"}
+			args := []string{"--threshold-ms", "5000", "--log-format", "json", "--tracker-capacity", "4096", "--prom-addr", "127.0.0.1:0"}
 			if queueFlag != "" {
 				args = append(args, "--socket-queue", queueFlag)
 			}
 			p := startObserver(t, args...)
 			runAgent(t, p.socket, "--count", "30", "--interval-ms", "5")
 			p.waitEvents(10*time.Second, "30 beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 30 })
+			gauge := metricValue(t, scrapeE2E(t, p, nil), "varta_socket_queue_datagrams")
 			p.stopped()
 			queued := queuedUntilFull(t, p.socket)
 			p.signal(syscall.SIGCONT)
@@ -236,6 +237,9 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 			case queueFlag == "" && os.Geteuid() == 0 && !own && q < recommendedQlen(4096):
 				t.Logf("root, yet no queue of its own (no network namespaces here?):\n%s", p.stderr.String())
 			}
+			if gauge != float64(limit) {
+				t.Errorf("varta_socket_queue_datagrams = %v, the log says %d", gauge, limit)
+			}
 			if queued != limit+1 {
 				t.Errorf("the stopped observer's socket took %d datagrams; a limit of %d takes %d", queued, limit, limit+1)
 			}
@@ -261,7 +265,7 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	}
 	defer r.Close()
 	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096) // one page: a few dozen lines fill it
-	p := startObserverStderr(t, w, "--threshold-ms", "10")
+	p := startObserverStderr(t, w, "--threshold-ms", "10", "--prom-addr", "127.0.0.1:0")
 	w.Close()
 	// A storm of stalls: every 40-ms gap of every agent is a silence past
 	// the 10-ms threshold, and each stall is a log line: ~1500 lines,
@@ -278,6 +282,7 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	p.waitEvents(10*time.Second, "the stall of an agent that beat after stderr filled", func(evs []tsvEvent) bool {
 		return countEvents(evs, "stall", last.pid) == 1
 	})
+	lost := metricValue(t, scrapeE2E(t, p, nil), "varta_log_lines_dropped_total")
 	// The reader comes back: everything still queued, and the report of
 	// what was dropped, is written before the exit completes.
 	outc := make(chan []byte)
@@ -303,6 +308,9 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 			}
 			dropped += k
 		}
+	}
+	if lost < 1 || float64(dropped) < lost {
+		t.Errorf("varta_log_lines_dropped_total = %v during the storm; %d reported dropped at the end", lost, dropped)
 	}
 	if dropped == 0 || logged+dropped != stalls {
 		t.Fatalf("%d stalls, %d logged, %d reported dropped: want a drop report, and every stall either logged or counted", stalls, logged, dropped)

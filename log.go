@@ -4,6 +4,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -30,6 +31,7 @@ type logger struct {
 	async   bool
 	pend    []byte        // lines waiting for the writer, at most logPendMax bytes
 	dropped int64         // lines that found pend full since the last report
+	lost    atomic.Uint64 // lines that found pend full since the start
 	busy    bool          // the writer holds lines it has not finished writing
 	kick    chan struct{} // capacity 1: pend has lines
 }
@@ -90,6 +92,7 @@ func (l *logger) log(lv logLevel, msg string, fs []field) {
 	}
 	if len(l.pend)+len(b) > logPendMax {
 		l.dropped++
+		l.lost.Add(1)
 	} else {
 		l.pend = append(l.pend, b...)
 	}
@@ -123,6 +126,15 @@ func (l *logger) writer() {
 			l.out.Write(out)
 		}
 	}
+}
+
+// droppedLines is how many log lines a stderr that was not read has cost
+// since the start.
+func (l *logger) droppedLines() uint64 {
+	if l == nil {
+		return 0
+	}
+	return l.lost.Load()
 }
 
 // flush waits until every queued line has been written, or timeout has

@@ -172,6 +172,14 @@ func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
 	b = appendSample(b, "varta_export_write_errors_total", st.exportWriteErrors)
 	b = appendFamily(b, "varta_export_dropped_events_total", "counter", "Event lines dropped because the event file could not take them and the buffer was full.")
 	b = appendSample(b, "varta_export_dropped_events_total", st.exportDropped)
+	b = appendFamily(b, "varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full.")
+	b = appendSample(b, "varta_log_lines_dropped_total", o.log.droppedLines())
+	var qlen uint64
+	if o.sock != nil {
+		qlen = uint64(o.sock.queue.qlen)
+	}
+	b = appendFamily(b, "varta_socket_queue_datagrams", "gauge", "Datagrams the kernel queues on the VLP socket before senders get EAGAIN (Linux; 0 unknown).")
+	b = appendSample(b, "varta_socket_queue_datagrams", qlen)
 
 	const h = "varta_stall_detection_delay_seconds"
 	b = appendFamily(b, h, "histogram", "How late after its deadline each stall was surfaced.")
