@@ -312,7 +312,10 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	if lost < 1 || float64(dropped) < lost {
 		t.Errorf("varta_log_lines_dropped_total = %v during the storm; %d reported dropped at the end", lost, dropped)
 	}
-	if dropped == 0 || logged+dropped != stalls {
+	// Every stall is logged or counted as dropped. The count may also hold
+	// the two shutdown lines ("stopping on signal", "varta-watch
+	// stopped"), when they came before the writer had emptied its buffer.
+	if dropped == 0 || logged+dropped < stalls || logged+dropped > stalls+2 {
 		t.Fatalf("%d stalls, %d logged, %d reported dropped: want a drop report, and every stall either logged or counted", stalls, logged, dropped)
 	}
 }
