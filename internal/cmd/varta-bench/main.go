@@ -884,54 +884,82 @@ func runBareReceiver(sock string) int {
 // floodBare floods a bare receiver running as its own process, like the
 // observer, so both compete with the sender for the same two cores.
 func floodBare(pids []uint32, qlen int) (loadgen.ReceiverResult, error) {
-	var res loadgen.ReceiverResult
-	dir, err := os.MkdirTemp("", "vwbare")
+	b, err := startBareReceiver(qlen)
 	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "bare.sock")
-	cmd, err := bareReceiverCmd(sock, qlen)
-	if err != nil {
-		return res, err
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	track(cmd)
-	defer untrack(cmd)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Lstat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			return res, errors.New("bare receiver socket never appeared")
-		}
+		return loadgen.ReceiverResult{}, err
 	}
 	nonces := make([]uint64, len(pids))
 	// Warm-up as for the observer: one beat per agent, then the flood.
-	if _, err := loadgen.Run(loadgen.Config{Socket: sock, Pids: pids, RateHz: 2, Duration: 500 * time.Millisecond, Nonces: nonces}); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return res, err
+	if _, err := loadgen.Run(loadgen.Config{Socket: b.sock, Pids: pids, RateHz: 2, Duration: 500 * time.Millisecond, Nonces: nonces}); err != nil {
+		b.kill()
+		return loadgen.ReceiverResult{}, err
 	}
 	time.Sleep(200 * time.Millisecond)
-	if _, err := loadgen.Run(loadgen.Config{Socket: sock, Pids: pids, Flood: true, Beats: *floodBeats, Nonces: nonces}); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return res, err
+	if _, err := loadgen.Run(loadgen.Config{Socket: b.sock, Pids: pids, Flood: true, Beats: *floodBeats, Nonces: nonces}); err != nil {
+		b.kill()
+		return loadgen.ReceiverResult{}, err
 	}
 	time.Sleep(200 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
+	return b.stop()
+}
+
+// bareProc is a bare receiver running as its own process.
+type bareProc struct {
+	cmd  *exec.Cmd
+	dir  string
+	sock string
+	out  bytes.Buffer
+}
+
+// startBareReceiver runs the bare receiver with a socket queue of qlen (see
+// bareReceiverCmd) and returns once its socket exists.
+func startBareReceiver(qlen int) (*bareProc, error) {
+	dir, err := os.MkdirTemp("", "vwbare")
+	if err != nil {
+		return nil, err
+	}
+	b := &bareProc{dir: dir, sock: filepath.Join(dir, "bare.sock")}
+	if b.cmd, err = bareReceiverCmd(b.sock, qlen); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	b.cmd.Stdout, b.cmd.Stderr = &b.out, os.Stderr
+	if err := b.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	track(b.cmd)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Lstat(b.sock); err == nil {
+			return b, nil
+		}
+		if time.Now().After(deadline) {
+			b.kill()
+			return nil, errors.New("bare receiver socket never appeared")
+		}
+	}
+}
+
+// kill ends the receiver without a result.
+func (b *bareProc) kill() {
+	b.cmd.Process.Kill()
+	b.cmd.Wait()
+	untrack(b.cmd)
+	os.RemoveAll(b.dir)
+}
+
+// stop ends the receiver with SIGTERM and returns what it counted.
+func (b *bareProc) stop() (loadgen.ReceiverResult, error) {
+	var res loadgen.ReceiverResult
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	err := b.cmd.Wait()
+	untrack(b.cmd)
+	os.RemoveAll(b.dir)
+	if err != nil {
 		return res, fmt.Errorf("bare receiver: %v", err)
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		return res, fmt.Errorf("bare receiver output %q: %v", out.String(), err)
+	if err := json.Unmarshal(b.out.Bytes(), &res); err != nil {
+		return res, fmt.Errorf("bare receiver output %q: %v", b.out.String(), err)
 	}
 	return res, nil
 }
@@ -1209,47 +1237,17 @@ func runLite(pids []uint32, kind string, qlen int) (liteResult, error) {
 	var finish func() error
 	switch kind {
 	case "bare":
-		dir, err := os.MkdirTemp("", "vwbare")
+		b, err := startBareReceiver(qlen)
 		if err != nil {
 			return r, err
-		}
-		defer os.RemoveAll(dir)
-		sock = filepath.Join(dir, "bare.sock")
-		cmd, err := bareReceiverCmd(sock, qlen)
-		if err != nil {
-			return r, err
-		}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, os.Stderr
-		if err := cmd.Start(); err != nil {
-			return r, err
-		}
-		track(cmd)
-		defer untrack(cmd)
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			if _, err := os.Lstat(sock); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				cmd.Wait()
-				return r, errors.New("bare receiver socket never appeared")
-			}
 		}
 		q, _ := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/net/unix/max_dgram_qlen")))
 		r.Qlen = max(q, qlen)
-		pid = cmd.Process.Pid
+		pid, sock = b.cmd.Process.Pid, b.sock
 		finish = func() error {
-			cmd.Process.Signal(syscall.SIGTERM)
-			if err := cmd.Wait(); err != nil {
-				return err
-			}
-			var rr loadgen.ReceiverResult
-			if err := json.Unmarshal(out.Bytes(), &rr); err != nil {
-				return err
-			}
+			rr, err := b.stop()
 			r.Received, r.Gaps2ms, r.MaxGapMs = rr.Frames, rr.Gaps2ms, rr.MaxGapUs/1000
-			return nil
+			return err
 		}
 	default:
 		p, err := startObserver("steady-machine-queue", false, nil, "--threshold-ms", strconv.Itoa(*thresholdMs),
