@@ -38,7 +38,8 @@ type eventFile struct {
 	retryAt       int64 // while failing: next write attempt
 	rotateAt      int64 // after a failed rotation: next attempt
 	dropped       uint64
-	o             *observer
+	log           *logger
+	stats         *observerStats // exportDropped, exportWriteErrors
 }
 
 const (
@@ -50,9 +51,12 @@ const (
 	eventRetryInterval = 1_000_000_000
 )
 
-func openEventFile(o *observer, path string) (*eventFile, error) {
-	f := &eventFile{path: path, fd: -1, buf: make([]byte, 0, eventBufMax+eventLineRoom), o: o,
-		maxBytes: o.cfg.exportMaxBytes, keep: o.cfg.exportKeep}
+// openEventFile opens the event file at path, rotated past maxBytes (0
+// never) with keep generations; failures are logged to log and counted in
+// stats.
+func openEventFile(path string, maxBytes int64, keep int, log *logger, stats *observerStats) (*eventFile, error) {
+	f := &eventFile{path: path, fd: -1, buf: make([]byte, 0, eventBufMax+eventLineRoom), log: log, stats: stats,
+		maxBytes: maxBytes, keep: keep}
 	if f.maxBytes > 0 {
 		for i := 1; i <= f.keep; i++ {
 			f.gens = append(f.gens, path+"."+strconv.Itoa(i))
@@ -99,6 +103,13 @@ func (f *eventFile) open() error {
 	return nil
 }
 
+// emit buffers one event line when the event file is configured (f non-nil).
+func (f *eventFile) emit(e *event, now int64) {
+	if f != nil {
+		f.add(e, now)
+	}
+}
+
 // add buffers one event line, or drops it when the buffer is full.
 func (f *eventFile) add(e *event, now int64) {
 	if f.dirtySince == 0 {
@@ -106,7 +117,7 @@ func (f *eventFile) add(e *event, now int64) {
 	}
 	if len(f.buf) >= eventBufMax {
 		f.dropped++
-		f.o.stats.exportDropped++
+		f.stats.exportDropped++
 		return
 	}
 	if f.dropped > 0 {
@@ -170,17 +181,17 @@ func (f *eventFile) flushStep(now int64) bool {
 		} else if f.size == 0 {
 			n = linesWithin(f.buf[:n], int64(bytes.IndexByte(f.buf[:n], '\n')+1)) // one line longer than the limit: alone, whole
 		} else if err := f.rotate(); err != nil {
-			f.stats().exportWriteErrors++
+			f.stats.exportWriteErrors++
 			f.rotateAt = now + eventRetryInterval
 			if !f.rotateFailing {
 				f.rotateFailing = true
-				f.o.log.error("event file rotation failed; writing on past the size limit and retrying every second",
+				f.log.error("event file rotation failed; writing on past the size limit and retrying every second",
 					fStr("path", f.path), fStr("err", err.Error()))
 			}
 		} else {
 			if f.rotateFailing {
 				f.rotateFailing = false
-				f.o.log.info("event file rotated again", fStr("path", f.path))
+				f.log.info("event file rotated again", fStr("path", f.path))
 			}
 			return false
 		}
@@ -223,7 +234,7 @@ func (f *eventFile) flushStep(now int64) bool {
 	}
 	if f.failing {
 		f.failing = false
-		f.o.log.info("event file writable again", fStr("path", f.path), fInt("failed_writes", f.failedOps))
+		f.log.info("event file writable again", fStr("path", f.path), fInt("failed_writes", f.failedOps))
 		f.failedOps = 0
 	}
 	if rest == 0 && f.dropped == 0 {
@@ -264,16 +275,14 @@ func linesWithin(b []byte, room int64) int {
 	return 0
 }
 
-func (f *eventFile) stats() *observerStats { return &f.o.stats }
-
 // writeFailed counts a failed write and logs it once per episode; the
 // write is retried every eventFlushInterval.
 func (f *eventFile) writeFailed(now int64, err error) {
-	f.stats().exportWriteErrors++
+	f.stats.exportWriteErrors++
 	f.failedOps++
 	if !f.failing {
 		f.failing = true
-		f.o.log.error("event file write failed; events are kept in memory (up to 1 MiB) and retried",
+		f.log.error("event file write failed; events are kept in memory (up to 1 MiB) and retried",
 			fStr("path", f.path), fStr("err", err.Error()))
 	}
 	f.retryAt = now + eventFlushInterval

@@ -109,7 +109,7 @@ func TestEventFileRotationKeepsEveryLine(t *testing.T) {
 	const maxBytes, keep, n = 1000, 200, 3000
 	o, _ := newFileTestObserver(t, maxBytes, keep)
 	path := filepath.Join(t.TempDir(), "events.tsv")
-	f, err := openEventFile(o, path)
+	f, err := openTestEventFile(o, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestEventFileRotationDropsOldestGenerations(t *testing.T) {
 		t.Run(fmt.Sprint("keep", keep), func(t *testing.T) {
 			o, _ := newFileTestObserver(t, 500, keep)
 			path := filepath.Join(t.TempDir(), "events.tsv")
-			f, err := openEventFile(o, path)
+			f, err := openTestEventFile(o, path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +171,7 @@ func TestEventFileRotationDropsOldestGenerations(t *testing.T) {
 func TestEventFileLineLongerThanLimitIsNotSplit(t *testing.T) {
 	o, _ := newFileTestObserver(t, 10, 5)
 	path := filepath.Join(t.TempDir(), "events.tsv")
-	f, err := openEventFile(o, path)
+	f, err := openTestEventFile(o, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestEventFileReopen(t *testing.T) {
 	o, _ := newFileTestObserver(t, 0, 5)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "events.tsv")
-	f, err := openEventFile(o, path)
+	f, err := openTestEventFile(o, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,16 +228,16 @@ func TestEventFileRefusesSymlinkAndBadPath(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	_, err := openEventFile(o, link)
+	_, err := openTestEventFile(o, link)
 	if err == nil || !strings.Contains(err.Error(), link) || !strings.Contains(err.Error(), "symbolic link") {
 		t.Fatalf("symlink: %v", err)
 	}
 	bad := filepath.Join(dir, "no", "such", "dir", "events.tsv")
-	_, err = openEventFile(o, bad)
+	_, err = openTestEventFile(o, bad)
 	if err == nil || !strings.Contains(err.Error(), bad) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("bad path: %v", err)
 	}
-	_, err = openEventFile(o, dir)
+	_, err = openTestEventFile(o, dir)
 	if err == nil || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("directory: %v", err)
 	}
@@ -250,7 +250,7 @@ func TestEventFileDevFull(t *testing.T) {
 		t.Skip("no /dev/full on this system")
 	}
 	o, logPath := newFileTestObserver(t, 0, 5)
-	f, err := openEventFile(o, "/dev/full")
+	f, err := openTestEventFile(o, "/dev/full")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestEventFileDiskFullTmpfs(t *testing.T) {
 	}
 	o, logPath := newFileTestObserver(t, 0, 5)
 	path := filepath.Join(dir, "events.tsv")
-	f, err := openEventFile(o, path)
+	f, err := openTestEventFile(o, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,4 +339,9 @@ func TestEventFileDiskFullTmpfs(t *testing.T) {
 	if !strings.Contains(string(logText), "event file writable again") {
 		t.Fatalf("recovery not logged:\n%s", logText)
 	}
+}
+
+// openTestEventFile opens path as newObserver would for o's configuration.
+func openTestEventFile(o *observer, path string) (*eventFile, error) {
+	return openEventFile(path, o.cfg.exportMaxBytes, o.cfg.exportKeep, o.log, &o.stats)
 }

@@ -23,7 +23,8 @@ import (
 // Content-Length (it is rendered while it is sent); the end of the
 // connection ends it, as HTTP/1.1 allows (RFC 9112 §6.3).
 type promServer struct {
-	o       *observer
+	env     partEnv
+	view    metricsView
 	lfd     int
 	bound   string
 	token   []byte
@@ -35,7 +36,7 @@ type promServer struct {
 	limiter rateLimiter
 	self    selfProc
 	stats   promStats
-	written int // bytes written in this loop iteration; reset by fire
+	written int // bytes written in this loop iteration; reset by newTurn
 
 	acceptPausedUntil int64 // listener interest off until then (EMFILE), 0 when listening
 	acceptFailing     bool  // inside an accept-error episode (logged once)
@@ -113,25 +114,36 @@ type promConn struct {
 	cur      renderCursor
 }
 
-func newPromServer(o *observer) (*promServer, error) {
-	p := &promServer{o: o, lfd: -1}
-	if o.cfg.promTokenFile != "" {
-		tok, err := readTokenFile(o.cfg.promTokenFile)
+// metricsView is what a scrape reads of the observer, besides the
+// counters in partEnv.stats: the tracker (read only), the start time and
+// the socket's queue limit.
+type metricsView struct {
+	tr          *tracker
+	startWallNs int64  // wall-clock Unix ns at start
+	queueLen    uint64 // datagrams the kernel queues on the VLP socket, 0 unknown
+}
+
+// newPromServer listens on cfg.promAddr; a scrape renders view and
+// env.stats.
+func newPromServer(cfg *config, env partEnv, view metricsView) (*promServer, error) {
+	p := &promServer{env: env, view: view, lfd: -1}
+	if cfg.promTokenFile != "" {
+		tok, err := readTokenFile(cfg.promTokenFile)
 		if err != nil {
 			return nil, err
 		}
 		p.token = tok
 	}
-	p.limiter.init(o.cfg.promRate, o.cfg.promBurst)
+	p.limiter.init(cfg.promRate, cfg.promBurst)
 	if err := p.self.init(); err != nil {
-		o.log.warn("process metrics unavailable", fStr("err", err.Error()))
+		env.log.warn("process metrics unavailable", fStr("err", err.Error()))
 	}
-	if err := p.listen(o.cfg.promAddr); err != nil {
-		return nil, errorf("--prom-addr %s: %v", o.cfg.promAddr, err)
+	if err := p.listen(cfg.promAddr); err != nil {
+		return nil, errorf("--prom-addr %s: %v", cfg.promAddr, err)
 	}
-	if err := o.poll.add(p.lfd, true, false); err != nil {
+	if err := env.poll.add(p.lfd, true, false); err != nil {
 		p.close()
-		return nil, errorf("--prom-addr %s: %v", o.cfg.promAddr, err)
+		return nil, errorf("--prom-addr %s: %v", cfg.promAddr, err)
 	}
 	p.conns = make([]*promConn, 0, promMaxConns)
 	return p, nil
@@ -327,19 +339,19 @@ func (p *promServer) acceptSome(now int64) {
 				// The queue of pending connections is drained: the episode
 				// is over.
 				p.acceptFailing = false
-				p.o.log.info("metrics endpoint accepting connections again")
+				p.env.log.info("metrics endpoint accepting connections again")
 			}
 			if !retryable(e) {
 				// EMFILE, ENFILE, ENOBUFS: the pending connection stays
 				// queued and the level-triggered listener would report it on
 				// every wait. Stop listening for a while instead of spinning.
-				p.o.stats.ioErrors++
+				p.env.stats.ioErrors++
 				if !p.acceptFailing {
 					p.acceptFailing = true
-					p.o.log.error("metrics endpoint cannot accept connections; pausing accept for 100 ms at a time",
+					p.env.log.error("metrics endpoint cannot accept connections; pausing accept for 100 ms at a time",
 						fStr("err", os.NewSyscallError("accept4", e).Error()))
 				}
-				if p.o.poll.modify(p.lfd, false, false) == nil {
+				if p.env.poll.modify(p.lfd, false, false) == nil {
 					p.acceptPausedUntil = now + promAcceptPause
 				}
 			}
@@ -356,9 +368,9 @@ func (p *promServer) acceptSome(now int64) {
 			continue
 		}
 		c := p.freeConn()
-		if err := p.o.poll.add(fd, true, false); err != nil {
+		if err := p.env.poll.add(fd, true, false); err != nil {
 			unix.Close(fd)
-			p.o.ioError(now, "register connection", err)
+			p.env.ioError(now, "register connection", err)
 			continue
 		}
 		p.nextID++
@@ -401,7 +413,7 @@ func (p *promServer) closeConn(c *promConn) {
 	if c.state == connFree {
 		return
 	}
-	p.o.poll.remove(c.fd)
+	p.env.poll.remove(c.fd)
 	unix.Close(c.fd)
 	c.fd, c.state = -1, connFree
 	c.out = c.out[:0]
@@ -577,7 +589,7 @@ func (p *promServer) startWriting(c *promConn, now int64) {
 	c.state = connWriting
 	c.outOff = 0
 	c.deadline = now + promWriteTimeout
-	if err := p.o.poll.modify(c.fd, false, true); err != nil {
+	if err := p.env.poll.modify(c.fd, false, true); err != nil {
 		p.closeConn(c)
 		return
 	}
@@ -626,7 +638,7 @@ func (p *promServer) finish(c *promConn, now int64) {
 	unix.Shutdown(c.fd, unix.SHUT_WR)
 	c.state = connLinger
 	c.deadline = now + promLingerTimeout
-	if err := p.o.poll.modify(c.fd, true, false); err != nil {
+	if err := p.env.poll.modify(c.fd, true, false); err != nil {
 		p.closeConn(c)
 	}
 }
@@ -658,13 +670,20 @@ func (p *promServer) nextDeadline() int64 {
 	return next
 }
 
+// newTurn starts a loop iteration: all connections together may write
+// promIterBudget bytes again. Only the loop calls it.
+func (p *promServer) newTurn() {
+	if p != nil {
+		p.written = 0
+	}
+}
+
 // fire drops connections past their deadline: a request that did not
 // arrive in time or a response the client would not take in time.
 func (p *promServer) fire(now int64) {
-	p.written = 0
 	if p.acceptPausedUntil != 0 && now >= p.acceptPausedUntil {
 		p.acceptPausedUntil = 0
-		if err := p.o.poll.modify(p.lfd, true, false); err != nil {
+		if err := p.env.poll.modify(p.lfd, true, false); err != nil {
 			p.acceptPausedUntil = now + promAcceptPause
 		}
 	}
@@ -684,8 +703,8 @@ func (p *promServer) close() {
 		p.closeConn(c)
 	}
 	if p.lfd >= 0 {
-		if p.o.poll != nil {
-			p.o.poll.remove(p.lfd)
+		if p.env.poll != nil {
+			p.env.poll.remove(p.lfd)
 		}
 		unix.Close(p.lfd)
 		p.lfd = -1

@@ -29,14 +29,15 @@ func quietLogger(t testing.TB) *logger {
 // newRenderServer returns a promServer over an observer with a tracker but
 // no sockets: enough to render.
 func newRenderServer(t testing.TB, capacity int) *promServer {
-	o := &observer{cfg: defaultConfig(), log: quietLogger(t), tr: newTracker(capacity),
-		startWallNs: 1700000000_123_000_000}
-	return &promServer{o: o}
+	return &promServer{
+		env:  partEnv{log: quietLogger(t), stats: &observerStats{}},
+		view: metricsView{tr: newTracker(capacity), startWallNs: 1700000000_123_000_000},
+	}
 }
 
 // addAgent tracks pid as the observer would after its first beat.
 func addAgent(p *promServer, pid uint32, beats uint64, status Status, lastBeat int64, comm string) int32 {
-	tr := p.o.tr
+	tr := p.view.tr
 	s := tr.insert(pid, lastBeat)
 	sl := &tr.slots[s]
 	sl.beats, sl.status, sl.nonce = beats, status, beats
@@ -66,7 +67,7 @@ const testBuildInfo = `varta_build_info{version="test",revision="abc",goversion=
 
 func TestExpositionGolden(t *testing.T) {
 	p := newRenderServer(t, 8)
-	st := &p.o.stats
+	st := p.env.stats
 	st.framesReceived, st.beatsAccepted = 1000, 990
 	st.decodeErrors[ErrBadCrc], st.decodeErrors[ErrBadNonce] = 3, 1
 	st.truncated, st.authFailures, st.outOfOrder = 2, 4, 5
@@ -258,7 +259,7 @@ func TestScrapeNeverDuplicatesAPid(t *testing.T) {
 	if c.stage != stageBeats || c.slot < 10 || c.slot > 4000 {
 		t.Fatalf("cursor at stage %d slot %d: the test needs a scrape paused inside varta_beats_total", c.stage, c.slot)
 	}
-	tr := p.o.tr
+	tr := p.view.tr
 	early, late := slots[1], slots[4090]
 	pid := tr.slots[early].pid
 	tr.remove(early)

@@ -29,6 +29,29 @@ const (
 	sigChld
 )
 
+// partEnv is all a part of the observer (the metrics server, the
+// recoverer) is handed: it registers fds with the poller, logs, counts, and
+// records events. No part sees the observer itself, so data flows one way:
+// socket → agents.go → tracker → events → exporters and recovery, and only
+// the loop drains the socket or starts a new turn.
+type partEnv struct {
+	poll   *poller
+	log    *logger
+	stats  *observerStats
+	events *eventFile // nil without --export-file
+}
+
+// emit records an event in the event file, when one is configured.
+func (e *partEnv) emit(ev *event, now int64) { e.events.emit(ev, now) }
+
+// ioError counts an I/O failure and records it as an io event.
+func (e *partEnv) ioError(now int64, op string, err error) {
+	e.stats.ioErrors++
+	msg := op + ": " + err.Error()
+	e.emit(&event{ns: now, kind: evIO, payload: msg}, now)
+	e.log.error("i/o error", fStr("op", op), fStr("err", err.Error()))
+}
+
 // observer is the whole daemon: one event loop that owns every fd.
 type observer struct {
 	cfg         config
@@ -43,9 +66,10 @@ type observer struct {
 	notify      *sdNotifier
 	hwdog       *hwWatchdog
 	stats       observerStats
-	threshold   int64 // ns
-	retireAfter int64 // ns
-	startWallNs int64 // wall-clock Unix ns at start
+	env         partEnv // handed to the parts; see partEnv
+	threshold   int64   // ns
+	retireAfter int64   // ns
+	startWallNs int64   // wall-clock Unix ns at start
 	startMono   int64
 	stopAt      int64 // monotonic ns of --shutdown-after-secs, 0 none
 	nextSdPing  int64
@@ -97,17 +121,18 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		return o, err
 	}
 	if cfg.exportFile != "" {
-		if o.events, err = openEventFile(o, cfg.exportFile); err != nil {
+		if o.events, err = openEventFile(cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep, log, &o.stats); err != nil {
 			return o, err
 		}
 	}
+	o.env = partEnv{poll: o.poll, log: log, stats: &o.stats, events: o.events}
 	if cfg.promAddr != "" {
-		if o.prom, err = newPromServer(o); err != nil {
+		if o.prom, err = newPromServer(&o.cfg, o.env, o.metricsView()); err != nil {
 			return o, err
 		}
 	}
 	if cfg.recoveryCmd != "" || cfg.recoveryExec != "" {
-		if o.rec, err = newRecoverer(o); err != nil {
+		if o.rec, err = newRecoverer(&o.cfg, o.env); err != nil {
 			return o, err
 		}
 	}
@@ -157,8 +182,10 @@ func (o *observer) run() error {
 	if err == nil {
 		// Frames already queued when the stop came were sent before it:
 		// judge them too, so their events reach the file.
+		o.prom.newTurn()
 		o.drainSocket()
 		o.fireDeadlines(monoNow())
+		o.startRecoveries()
 	}
 	o.shutdown()
 	return err
@@ -192,6 +219,7 @@ func (o *observer) iterate() error {
 	if err != nil {
 		return err
 	}
+	o.prom.newTurn()
 	now = monoNow()
 	for i := 0; i < n; i++ {
 		ev := o.pollEvents[i]
@@ -212,6 +240,7 @@ func (o *observer) iterate() error {
 	}
 	o.handleSignals(monoNow())
 	o.fireDeadlines(monoNow())
+	o.startRecoveries()
 	o.coal.note(int64(o.stats.framesReceived-received), now)
 	return nil
 }
@@ -332,18 +361,34 @@ func (o *observer) feedHW(now int64) {
 }
 
 // emit records an event in the event file, when one is configured.
-func (o *observer) emit(e *event, now int64) {
-	if o.events != nil {
-		o.events.add(e, now)
+func (o *observer) emit(e *event, now int64) { o.events.emit(e, now) }
+
+// ioError counts an I/O failure of the loop and records it as an io event.
+func (o *observer) ioError(now int64, op string, err error) { o.env.ioError(now, op, err) }
+
+// startRecoveries starts the recoveries the turn's stalls decided, at most
+// spawnBudget, draining the socket after each: a spawn blocks the loop
+// until the child has exec'd (CLONE_VFORK), and the socket queues only
+// net.unix.max_dgram_qlen datagrams (10 by default), so it must not wait
+// behind a run of spawns. A stall surfaced by such a drain may decide one
+// more; it joins the recoverer's queue and is started within the budget
+// or in the next turn.
+func (o *observer) startRecoveries() {
+	if o.rec == nil {
+		return
+	}
+	for i := 0; i < spawnBudget && o.rec.spawnNext(monoNow()); i++ {
+		o.drainSocket()
 	}
 }
 
-// ioError counts an I/O failure of the loop and records it as an io event.
-func (o *observer) ioError(now int64, op string, err error) {
-	o.stats.ioErrors++
-	msg := op + ": " + err.Error()
-	o.emit(&event{ns: now, kind: evIO, payload: msg}, now)
-	o.log.error("i/o error", fStr("op", op), fStr("err", err.Error()))
+// metricsView is what a scrape reads of the observer.
+func (o *observer) metricsView() metricsView {
+	v := metricsView{tr: o.tr, startWallNs: o.startWallNs}
+	if o.sock != nil {
+		v.queueLen = uint64(o.sock.queue.qlen)
+	}
+	return v
 }
 
 // startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to

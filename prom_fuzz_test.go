@@ -71,7 +71,8 @@ func fuzzExchange(t *testing.T, o *observer, req []byte) []byte {
 				p.handle(pollEvent{fd: c.fd, readable: true, writable: true}, now)
 			}
 		}
-		p.fire(now) // resets the per-iteration write budget, enforces deadlines
+		p.newTurn() // the loop's next iteration: the write budget is reset
+		p.fire(now) // enforces deadlines
 	}
 	sent, shut := 0, false
 	var resp []byte

@@ -90,7 +90,8 @@ func (c *scrapeClient) scrape(tb testing.TB, o *observer, onStep func()) int {
 				p.handle(pollEvent{fd: pc.fd, readable: true, writable: true}, now)
 			}
 		}
-		p.fire(now) // the end of a loop iteration: resets the write budget
+		p.fire(now) // the end of a loop iteration: deadlines
+		p.newTurn() // and the next one begins with a fresh write budget
 		if onStep != nil {
 			onStep()
 		}

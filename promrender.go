@@ -70,13 +70,13 @@ var buildInfoLine = func() string {
 
 // startRender begins a scrape.
 func (p *promServer) startRender(c *renderCursor, now int64) {
-	*c = renderCursor{seq: p.o.tr.seq, wallOff: wallAt(0, now)}
+	*c = renderCursor{seq: p.view.tr.seq, wallOff: wallAt(0, now)}
 }
 
 // renderStep appends the next slice of the body to b: the observer
 // families in one go, then per-agent lines until about promOutChunk bytes.
 func (p *promServer) renderStep(b []byte, c *renderCursor, now int64) []byte {
-	tr := p.o.tr
+	tr := p.view.tr
 	for len(b) < promOutChunk && c.stage != stageDone {
 		if c.stage == stageObserver {
 			b = p.appendObserver(b, c)
@@ -130,13 +130,12 @@ func appendAgentSample(b []byte, c *renderCursor, sl *slot) []byte {
 // appendObserver appends every observer-wide family; each is present, at
 // zero, from the first scrape.
 func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
-	o := p.o
-	st := &o.stats
+	v, st := &p.view, p.env.stats
 	b = appendFamily(b, "varta_build_info", "gauge", "Build of this observer; always 1.")
 	b = append(b, buildInfoLine...)
 	b = appendFamily(b, "varta_start_time_seconds", "gauge", "Unix time the observer started.")
 	b = append(b, "varta_start_time_seconds "...)
-	b = appendDecimal(b, o.startWallNs/1_000_000, 3)
+	b = appendDecimal(b, v.startWallNs/1_000_000, 3)
 	b = append(b, '\n')
 
 	b = appendFamily(b, "varta_frames_received_total", "counter", "Datagrams received on the VLP socket.")
@@ -154,9 +153,9 @@ func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
 	b = appendFamily(b, "varta_beats_out_of_order_total", "counter", "Frames dropped because their nonce was not newer than the last accepted.")
 	b = appendSample(b, "varta_beats_out_of_order_total", st.outOfOrder)
 	b = appendFamily(b, "varta_tracker_capacity", "gauge", "Most pids tracked at once (--tracker-capacity).")
-	b = appendSample(b, "varta_tracker_capacity", uint64(o.tr.capacity()))
+	b = appendSample(b, "varta_tracker_capacity", uint64(v.tr.capacity()))
 	b = appendFamily(b, "varta_tracker_pids", "gauge", "Pids tracked now.")
-	b = appendSample(b, "varta_tracker_pids", uint64(o.tr.n))
+	b = appendSample(b, "varta_tracker_pids", uint64(v.tr.n))
 	b = appendFamily(b, "varta_tracker_evicted_total", "counter", "Pids removed from the tracker: capacity (room for a new pid) or retired (process gone).")
 	b = appendLabeled(b, "varta_tracker_evicted_total", "reason", "capacity", st.evictedCapacity)
 	b = appendLabeled(b, "varta_tracker_evicted_total", "reason", "retired", st.evictedRetired)
@@ -173,13 +172,9 @@ func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
 	b = appendFamily(b, "varta_export_dropped_events_total", "counter", "Event lines dropped because the event file could not take them and the buffer was full.")
 	b = appendSample(b, "varta_export_dropped_events_total", st.exportDropped)
 	b = appendFamily(b, "varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full.")
-	b = appendSample(b, "varta_log_lines_dropped_total", o.log.droppedLines())
-	var qlen uint64
-	if o.sock != nil {
-		qlen = uint64(o.sock.queue.qlen)
-	}
+	b = appendSample(b, "varta_log_lines_dropped_total", p.env.log.droppedLines())
 	b = appendFamily(b, "varta_socket_queue_datagrams", "gauge", "Datagrams the kernel queues on the VLP socket before senders get EAGAIN (Linux; 0 unknown).")
-	b = appendSample(b, "varta_socket_queue_datagrams", qlen)
+	b = appendSample(b, "varta_socket_queue_datagrams", v.queueLen)
 
 	const h = "varta_stall_detection_delay_seconds"
 	b = appendFamily(b, h, "histogram", "How late after its deadline each stall was surfaced.")

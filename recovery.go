@@ -121,17 +121,19 @@ type pendingSpawn struct {
 // stalls have all been surfaced, spawnBudget per turn, so a run of spawns
 // never delays a stall event.
 type recoverer struct {
-	o          *observer
+	env        partEnv
 	shell      bool
 	command    string // as configured, for the log
 	args       []argTemplate
 	argv       []string // reused per spawn
-	env        []string // the last entry is VARTA_PID, set per spawn
+	childEnv   []string // the last entry is VARTA_PID, set per spawn
 	attr       syscall.ProcAttr
 	devNull    int
 	debounce   int64 // ns, 0 none
 	timeout    int64 // ns, 0 none
-	trusted    bool  // frame pids are kernel-checked; false refuses every recovery
+	debounceMs int64 // as configured, for the log
+	timeoutMs  int64
+	trusted    bool // frame pids are kernel-checked; false refuses every recovery
 	usePidfd   bool
 	children   [maxRecoveryChildren]recoveryChild
 	n          int
@@ -144,14 +146,15 @@ type recoverer struct {
 	waitStatus syscall.WaitStatus
 }
 
-func newRecoverer(o *observer) (*recoverer, error) {
-	cfg := &o.cfg
+func newRecoverer(cfg *config, env partEnv) (*recoverer, error) {
 	r := &recoverer{
-		o:        o,
-		debounce: cfg.recoveryDebounceMs * 1_000_000,
-		timeout:  cfg.recoveryTimeoutMs * 1_000_000,
-		trusted:  hasDatagramCreds,
-		devNull:  -1,
+		env:        env,
+		debounce:   cfg.recoveryDebounceMs * 1_000_000,
+		timeout:    cfg.recoveryTimeoutMs * 1_000_000,
+		debounceMs: cfg.recoveryDebounceMs,
+		timeoutMs:  cfg.recoveryTimeoutMs,
+		trusted:    hasDatagramCreds,
+		devNull:    -1,
 	}
 	for i := range r.exitNames {
 		r.exitNames[i] = "exit_" + strconv.Itoa(i)
@@ -165,12 +168,12 @@ func newRecoverer(o *observer) (*recoverer, error) {
 		for _, f := range fields {
 			r.args = append(r.args, parseArgTemplate(f))
 		}
-		r.env = []string{"PATH=" + recoveryExecPath, ""}
+		r.childEnv = []string{"PATH=" + recoveryExecPath, ""}
 	} else {
 		r.shell = true
 		r.command = cfg.recoveryCmd
 		r.args = []argTemplate{{parts: []string{recoveryShell}}, {parts: []string{"-c"}}, parseArgTemplate(cfg.recoveryCmd)}
-		r.env = inheritedEnv(os.Environ())
+		r.childEnv = inheritedEnv(os.Environ())
 	}
 	r.argv = make([]string, len(r.args))
 	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -179,7 +182,7 @@ func newRecoverer(o *observer) (*recoverer, error) {
 	}
 	r.devNull = fd
 	if err := closeInheritedOnExec(); err != nil {
-		o.log.warn("recovery children may inherit descriptors the observer inherited", fStr("err", err.Error()))
+		env.log.warn("recovery children may inherit descriptors the observer inherited", fStr("err", err.Error()))
 	}
 	// Children write to the observer's stderr, so their messages land in
 	// the daemon log next to the observer's own lines; stdout is kept for
@@ -191,7 +194,7 @@ func newRecoverer(o *observer) (*recoverer, error) {
 		out = uintptr(fd)
 	}
 	r.attr = syscall.ProcAttr{
-		Env:   r.env,
+		Env:   r.childEnv,
 		Files: []uintptr{uintptr(fd), out, out},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
@@ -226,11 +229,11 @@ func (r *recoverer) logStart() {
 	if r.usePidfd {
 		reap = "pidfd"
 	}
-	r.o.log.info("recovery enabled", fStr("mode", mode), fStr("command", r.command),
-		fInt("debounce_ms", r.o.cfg.recoveryDebounceMs), fInt("timeout_ms", r.o.cfg.recoveryTimeoutMs),
+	r.env.log.info("recovery enabled", fStr("mode", mode), fStr("command", r.command),
+		fInt("debounce_ms", r.debounceMs), fInt("timeout_ms", r.timeoutMs),
 		fInt("max_children", maxRecoveryChildren), fStr("reaping", reap))
 	if !r.trusted {
-		r.o.log.warn("recovery refused on this system: it attaches no per-datagram credentials, so a stalled pid could be forged; every stall will record a refused recovery")
+		r.env.log.warn("recovery refused on this system: it attaches no per-datagram credentials, so a stalled pid could be forged; every stall will record a refused recovery")
 		return
 	}
 	if !r.shell {
@@ -243,7 +246,7 @@ func (r *recoverer) logStart() {
 			}
 		}
 		if err != nil {
-			r.o.log.warn("recovery command not found; stalls record spawn_failed until it exists",
+			r.env.log.warn("recovery command not found; stalls record spawn_failed until it exists",
 				fStr("command", r.args[0].expand("{pid}")), fStr("err", err.Error()))
 		}
 	}
@@ -279,23 +282,23 @@ func (r *recoverer) onStall(s *slot, now int64) {
 	switch {
 	case !r.trusted:
 		r.outcome(recRefused, agent, now, "refused")
-		r.o.log.warn("recovery refused", fInt("pid", int64(agent)),
+		r.env.log.warn("recovery refused", fInt("pid", int64(agent)),
 			fStr("reason", "no per-datagram credentials on this system: the pid could be forged"))
 		return
 	case r.running(agent):
 		r.outcome(recDebounced, agent, now, "debounced")
-		r.o.log.info("recovery debounced", fInt("pid", int64(agent)),
+		r.env.log.info("recovery debounced", fInt("pid", int64(agent)),
 			fStr("reason", "the previous recovery of this pid is still running"))
 		return
 	case r.debounce > 0 && s.lastRecov != 0 && now-s.lastRecov < r.debounce:
 		r.outcome(recDebounced, agent, now, "debounced")
-		r.o.log.info("recovery debounced", fInt("pid", int64(agent)),
-			fStr("reason", "within the debounce window"), fInt("debounce_ms", r.o.cfg.recoveryDebounceMs),
+		r.env.log.info("recovery debounced", fInt("pid", int64(agent)),
+			fStr("reason", "within the debounce window"), fInt("debounce_ms", r.debounceMs),
 			fInt("since_last_ms", (now-s.lastRecov)/1_000_000))
 		return
 	case r.n+r.npending >= maxRecoveryChildren:
 		r.outcome(recRefused, agent, now, "refused")
-		r.o.log.warn("recovery refused", fInt("pid", int64(agent)),
+		r.env.log.warn("recovery refused", fInt("pid", int64(agent)),
 			fStr("reason", "too many recovery children running"), fInt("running", int64(r.n+r.npending)))
 		return
 	}
@@ -321,19 +324,18 @@ func (r *recoverer) running(agent uint32) bool {
 	return false
 }
 
-// spawnPending starts up to spawnBudget decided recoveries. After each
-// spawn the socket is drained, so its short queue (net.unix.max_dgram_qlen,
-// 10 by default) never overflows behind a run of spawns.
-func (r *recoverer) spawnPending() {
-	for i := 0; i < spawnBudget && r.npending > 0; i++ {
-		p := r.pending[r.pendHead]
-		r.pendHead = (r.pendHead + 1) % maxRecoveryChildren
-		r.npending--
-		r.spawn(p.agentPid, monoNow())
-		if r.o.sock != nil {
-			r.o.drainSocket()
-		}
+// spawnNext starts the oldest decided recovery, false when none is
+// pending. The loop calls it at most spawnBudget times a turn and drains
+// the socket between calls (observer.startRecoveries).
+func (r *recoverer) spawnNext(now int64) bool {
+	if r.npending == 0 {
+		return false
 	}
+	p := r.pending[r.pendHead]
+	r.pendHead = (r.pendHead + 1) % maxRecoveryChildren
+	r.npending--
+	r.spawn(p.agentPid, now)
+	return true
 }
 
 // spawn starts the command for agent. It costs one fork/exec (clone with
@@ -344,7 +346,7 @@ func (r *recoverer) spawn(agent uint32, now int64) {
 	for i, a := range r.args {
 		r.argv[i] = a.expand(pid)
 	}
-	r.env[len(r.env)-1] = "VARTA_PID=" + pid
+	r.childEnv[len(r.childEnv)-1] = "VARTA_PID=" + pid
 	path, err := r.resolve(r.argv[0])
 	var child int
 	if err == nil {
@@ -356,7 +358,7 @@ func (r *recoverer) spawn(agent uint32, now int64) {
 	clear(r.argv) // drop references to this spawn's strings
 	if err != nil {
 		r.outcome(recSpawnFailed, agent, now, "spawn_failed")
-		r.o.log.error("recovery spawn failed", fInt("pid", int64(agent)), fStr("err", err.Error()))
+		r.env.log.error("recovery spawn failed", fInt("pid", int64(agent)), fStr("err", err.Error()))
 		return
 	}
 	c := &r.children[r.n]
@@ -372,7 +374,7 @@ func (r *recoverer) spawn(agent uint32, now int64) {
 		c.pidfd = r.watchPidfd(child)
 	}
 	r.outcome(recSpawned, agent, now, "spawned")
-	r.o.log.info("recovery spawned", fInt("pid", int64(agent)), fInt("child_pid", int64(child)))
+	r.env.log.info("recovery spawned", fInt("pid", int64(agent)), fInt("child_pid", int64(child)))
 }
 
 // watchPidfd opens a pidfd for child and registers it with the poller; -1
@@ -383,11 +385,11 @@ func (r *recoverer) watchPidfd(child int) int {
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
 			r.usePidfd = false
-			r.o.log.warn("pidfd_open is not available; reaping recovery children on SIGCHLD", fStr("err", err.Error()))
+			r.env.log.warn("pidfd_open is not available; reaping recovery children on SIGCHLD", fStr("err", err.Error()))
 		}
 		return -1
 	}
-	if r.o.poll.add(fd, true, false) != nil {
+	if r.env.poll.add(fd, true, false) != nil {
 		unix.Close(fd)
 		return -1
 	}
@@ -395,8 +397,8 @@ func (r *recoverer) watchPidfd(child int) int {
 }
 
 func (r *recoverer) outcome(oc recoveryOutcome, agent uint32, now int64, payload string) {
-	r.o.stats.recovery[oc]++
-	r.o.emit(&event{ns: now, kind: evRecovery, pid: agent, payload: payload}, now)
+	r.env.stats.recovery[oc]++
+	r.env.emit(&event{ns: now, kind: evRecovery, pid: agent, payload: payload}, now)
 }
 
 // owns reports whether fd is the pidfd of a child.
@@ -447,11 +449,11 @@ func (r *recoverer) reap(i int, now int64) bool {
 	switch ws := r.waitStatus; {
 	case err != nil:
 		// ECHILD: someone else reaped it; nothing is known of its exit.
-		r.o.log.error("recovery child lost", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+		r.env.log.error("recovery child lost", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 			fStr("err", os.NewSyscallError("wait4", err).Error()))
 	case ws.Signaled() && c.killed != notKilled:
 		r.outcome(recKilled, agent, now, "killed")
-		r.o.log.warn("recovery killed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+		r.env.log.warn("recovery killed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 			fStr("reason", killReasonNames[c.killed]), fInt("ran_ms", ms))
 	default:
 		// Death by a signal the observer did not send reads as the
@@ -465,20 +467,20 @@ func (r *recoverer) reap(i int, now int64) bool {
 		code &= 0xff
 		if code == 0 {
 			r.outcome(recExit0, agent, now, r.exitNames[0])
-			r.o.log.info("recovery finished", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+			r.env.log.info("recovery finished", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 				fInt("exit_code", 0), fInt("ran_ms", ms))
 		} else if sig == "" {
 			r.outcome(recExitNonzero, agent, now, r.exitNames[code])
-			r.o.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+			r.env.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 				fInt("exit_code", int64(code)), fInt("ran_ms", ms))
 		} else {
 			r.outcome(recExitNonzero, agent, now, r.exitNames[code])
-			r.o.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
+			r.env.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 				fInt("exit_code", int64(code)), fStr("signal", sig), fInt("ran_ms", ms))
 		}
 	}
 	if c.pidfd >= 0 {
-		r.o.poll.remove(c.pidfd)
+		r.env.poll.remove(c.pidfd)
 		unix.Close(c.pidfd)
 	}
 	hadDeadline := c.deadline != 0
@@ -500,12 +502,9 @@ func (r *recoverer) nextDeadline() int64 {
 	return r.nextKill
 }
 
-// fire starts pending spawns and kills the children past
-// --recovery-timeout-ms.
+// fire kills the children past --recovery-timeout-ms. Pending spawns are
+// started by the loop (spawnNext).
 func (r *recoverer) fire(now int64) {
-	if r.npending > 0 {
-		r.spawnPending()
-	}
 	if r.nextKill == 0 || now < r.nextKill {
 		return
 	}
@@ -566,7 +565,7 @@ func (r *recoverer) shutdown(graceNs int64) {
 		pause = min(2*pause, 10*time.Millisecond)
 	}
 	if r.n > 0 {
-		r.o.log.error("recovery children not reaped within the shutdown grace", fInt("running", int64(r.n)),
+		r.env.log.error("recovery children not reaped within the shutdown grace", fInt("running", int64(r.n)),
 			fInt("first_child_pid", int64(r.children[0].pid)), fInt("shutdown_grace_ms", graceNs/1_000_000))
 	}
 	for i := 0; i < r.n; i++ {

@@ -28,6 +28,7 @@ func TestRecoveryDebouncedStallAllocatesNothing(t *testing.T) {
 	// queries every loop turn makes, allocate nothing either.
 	if n := testing.AllocsPerRun(200, func() {
 		o.rec.onSIGCHLD(monoNow())
+		o.startRecoveries()
 		o.rec.fire(monoNow())
 		_ = o.rec.nextDeadline()
 	}); n != 0 {

@@ -142,7 +142,7 @@ func (o *recoveryObserver) logText() string {
 func (o *recoveryObserver) stall(agent uint32) *slot {
 	s := &slot{pid: agent}
 	o.rec.onStall(s, monoNow())
-	o.rec.fire(monoNow())
+	o.startRecoveries()
 	return s
 }
 
@@ -348,6 +348,10 @@ func TestRecoveryMassHangSurfacesStallsFirst(t *testing.T) {
 	if got := o.stats.stallDelay.count; got != agents {
 		t.Fatalf("%d stalls surfaced in the first turn, want all %d", got, agents)
 	}
+	if o.rec.n != 0 || o.rec.npending != agents {
+		t.Fatalf("after the deadlines: %d spawned, %d pending; want 0 and %d", o.rec.n, o.rec.npending, agents)
+	}
+	o.startRecoveries() // the rest of the turn, as iterate runs it
 	if o.rec.n != spawnBudget || o.rec.npending != agents-spawnBudget {
 		t.Fatalf("after one turn: %d spawned, %d pending; want %d and %d", o.rec.n, o.rec.npending, spawnBudget, agents-spawnBudget)
 	}
@@ -417,7 +421,7 @@ func BenchmarkRecoverySpawn(b *testing.B) {
 				s := slot{pid: uint32(100000 + i)}
 				t0 := time.Now()
 				o.rec.onStall(&s, monoNow())
-				o.rec.fire(monoNow())
+				o.startRecoveries()
 				if d := time.Since(t0); d > worst {
 					worst = d
 				}
@@ -467,9 +471,11 @@ func BenchmarkRecoveryMassHang(b *testing.B) {
 		}
 		t0 := time.Now()
 		o.fireDeadlines(monoNow())
+		o.startRecoveries()
 		turn += time.Since(t0)
 		for o.rec.npending > 0 {
 			o.fireDeadlines(monoNow())
+			o.startRecoveries()
 		}
 		all += time.Since(t0)
 		b.StopTimer()
