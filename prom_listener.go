@@ -1,0 +1,189 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The metrics endpoint's listener: the listen address, the non-blocking
+// listening socket, and accepting connections into the fixed set.
+
+// resolveListenAddr turns HOST:PORT into a socket address. HOST is an IP
+// literal ([::1] for IPv6), "localhost" (127.0.0.1) or empty (every
+// address: IPv6 and, dual-stack, IPv4). Names are not looked up: the
+// resolver (package net) added 0.33 MB to the linux/armv7 binary,
+// and a listen address is a local fact the operator knows.
+func resolveListenAddr(addr string) (family int, sa unix.Sockaddr, err error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return 0, nil, errorf("%q is not HOST:PORT", addr)
+	}
+	host, portStr := addr[:i], addr[i+1:]
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return 0, nil, errorf("bad port %q", portStr)
+	}
+	switch {
+	case host == "":
+		return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port)}, nil
+	case host == "localhost":
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte{127, 0, 0, 1}}, nil
+	case strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]"):
+		ip, ok := parseIPv6(host[1 : len(host)-1])
+		if !ok {
+			return 0, nil, errorf("%q is not an IPv6 address", host)
+		}
+		return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port), Addr: ip}, nil
+	}
+	ip, ok := parseIPv4(host)
+	if !ok {
+		return 0, nil, errorf("host %q is not an IP address (names are not resolved; use an address, [IPv6] or localhost)", host)
+	}
+	return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: ip}, nil
+}
+
+func (p *promServer) listen(addr string) error {
+	family, sa, err := resolveListenAddr(addr)
+	if err != nil {
+		return err
+	}
+	fd, err := newSocket(family, unix.SOCK_STREAM)
+	if err != nil && family == unix.AF_INET6 && addr[0] == ':' {
+		// No IPv6 on this box: ":PORT" means every IPv4 address then.
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: sa.(*unix.SockaddrInet6).Port}
+		fd, err = newSocket(family, unix.SOCK_STREAM)
+	}
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	p.lfd = fd
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	}
+	if s6, ok := sa.(*unix.SockaddrInet6); ok && s6.Addr == [16]byte{} {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		if err == unix.EADDRINUSE {
+			return errorf("address already in use")
+		}
+		return os.NewSyscallError("bind", err)
+	}
+	if err := unix.Listen(fd, promListenBacklog); err != nil {
+		return os.NewSyscallError("listen", err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return os.NewSyscallError("getsockname", err)
+	}
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		p.bound = formatIPv4(a.Addr) + ":" + strconv.Itoa(a.Port)
+	case *unix.SockaddrInet6:
+		p.bound = "[" + formatIPv6(a.Addr) + "]:" + strconv.Itoa(a.Port)
+	}
+	return nil
+}
+
+// addr is the bound address as host:port ([v6]:port), printed at start.
+func (p *promServer) addr() string { return p.bound }
+
+// acceptSome accepts up to promAcceptBudget connections. Over the rate
+// limit, a connection is closed at once; at the connection cap, the oldest
+// connection that has not finished sending its request makes room (so idle
+// or half-open connections cannot lock out a scraper), and when every
+// connection is busy with a response the new one is closed.
+func (p *promServer) acceptSome(now int64) {
+	for i := 0; i < promAcceptBudget; i++ {
+		fd, e := acceptConn(p.lfd, &p.sa, &p.salen)
+		if e != 0 {
+			if e == unix.EINTR || e == unix.ECONNABORTED {
+				continue
+			}
+			if retryable(e) && p.acceptFailing {
+				// The queue of pending connections is drained: the episode
+				// is over.
+				p.acceptFailing = false
+				p.env.log.info("metrics endpoint accepting connections again")
+			}
+			if !retryable(e) {
+				// EMFILE, ENFILE, ENOBUFS: the pending connection stays
+				// queued and the level-triggered listener would report it on
+				// every wait. Stop listening for a while instead of spinning.
+				p.env.stats.ioErrors++
+				if !p.acceptFailing {
+					p.acceptFailing = true
+					p.env.log.error("metrics endpoint cannot accept connections; pausing accept for 100 ms at a time",
+						fStr("err", os.NewSyscallError("accept4", e).Error()))
+				}
+				if p.env.poll.modify(p.lfd, false, false) == nil {
+					p.acceptPausedUntil = now + promAcceptPause
+				}
+			}
+			return
+		}
+		if !p.limiter.allow(&p.sa, now) {
+			p.stats.dropped[dropRateLimited]++
+			unix.Close(fd)
+			continue
+		}
+		if p.nconns >= promMaxConns && !p.evictIdle() {
+			p.stats.dropped[dropOverCapacity]++
+			unix.Close(fd)
+			continue
+		}
+		c := p.freeConn()
+		if err := p.env.poll.add(fd, true, false); err != nil {
+			unix.Close(fd)
+			p.env.ioError(now, "register connection", err)
+			continue
+		}
+		p.nextID++
+		c.fd, c.state, c.id = fd, connReading, p.nextID
+		c.deadline = now + promReadTimeout
+		c.inLen, c.outOff, c.render = 0, 0, false
+		c.out = c.out[:0]
+		p.nconns++
+	}
+}
+
+// evictIdle closes the oldest connection still reading its request.
+func (p *promServer) evictIdle() bool {
+	var oldest *promConn
+	for _, c := range p.conns {
+		if c.state == connReading && (oldest == nil || c.id < oldest.id) {
+			oldest = c
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	p.stats.dropped[dropEvicted]++
+	p.closeConn(oldest)
+	return true
+}
+
+func (p *promServer) freeConn() *promConn {
+	for _, c := range p.conns {
+		if c.state == connFree {
+			return c
+		}
+	}
+	c := &promConn{fd: -1, out: make([]byte, 0, 2*promOutChunk)}
+	p.conns = append(p.conns, c)
+	return c
+}
+
+func (p *promServer) closeConn(c *promConn) {
+	if c.state == connFree {
+		return
+	}
+	p.env.poll.remove(c.fd)
+	unix.Close(c.fd)
+	c.fd, c.state = -1, connFree
+	c.out = c.out[:0]
+	p.nconns--
+}
