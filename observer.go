@@ -594,12 +594,8 @@ func (o *observer) handleSignals(now int64) {
 	if bits&sigChld != 0 && o.rec != nil {
 		o.rec.onSIGCHLD(now)
 	}
-	if bits&sigHup != 0 && o.events != nil {
-		if err := o.events.reopen(); err != nil {
-			o.ioError(now, "reopen", err)
-		} else {
-			o.log.info("event file reopened", fStr("path", o.cfg.exportFile))
-		}
+	if bits&sigHup != 0 && o.events != nil && o.events.reopen(now) {
+		o.log.info("event file reopened", fStr("path", o.cfg.exportFile))
 	}
 	if bits&sigStop != 0 {
 		o.log.info("stopping on signal")
