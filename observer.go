@@ -545,21 +545,26 @@ func (o *observer) ioError(now int64, op string, err error) {
 	o.log.error("i/o error", fStr("op", op), fStr("err", err.Error()))
 }
 
-// startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
-// bits the loop reads, waking the poller.
+// startSignals routes SIGINT/SIGTERM/SIGQUIT/SIGHUP/SIGCHLD through
+// os/signal to bits the loop reads, waking the poller. SIGQUIT is a clean
+// stop (contract §8), never the runtime's goroutine dump; one that came
+// before this routing (guardSignals) stops the first iteration.
 func (o *observer) startSignals() {
 	if o.sigc != nil {
 		return // already routed (newObserver does it before binding)
 	}
 	sigc, done := make(chan os.Signal, 16), make(chan struct{})
 	o.sigc, o.sigDone = sigc, done
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGCHLD)
+	if quitSeen.Load() {
+		o.signals.Or(sigStop)
+	}
 	go func() {
 		defer close(done)
 		for s := range sigc {
 			var bit uint32
 			switch s {
-			case syscall.SIGINT, syscall.SIGTERM:
+			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT:
 				bit = sigStop
 			case syscall.SIGHUP:
 				bit = sigHup

@@ -172,7 +172,7 @@ func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
 	b = appendSample(b, "varta_export_write_errors_total", st.exportWriteErrors)
 	b = appendFamily(b, "varta_export_dropped_events_total", "counter", "Event lines dropped because the event file could not take them and the buffer was full.")
 	b = appendSample(b, "varta_export_dropped_events_total", st.exportDropped)
-	b = appendFamily(b, "varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full.")
+	b = appendFamily(b, "varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full, or stderr or stdout could not be written.")
 	b = appendSample(b, "varta_log_lines_dropped_total", o.log.droppedLines())
 	var qlen uint64
 	if o.sock != nil {
