@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -23,12 +24,16 @@ import (
 // marked gap instead of a hole before lines already waiting.
 type eventFile struct {
 	path     string
+	cpath    []byte // path NUL-terminated, for the allocation-free identity check
 	fd       int
-	size     int64 // bytes in the current generation
-	regular  bool  // rotation applies only to a regular file (not /dev/full, a FIFO …)
-	maxBytes int64 // rotate past this many bytes; 0 never
-	keep     int   // rotated generations kept
+	dev, ino uint64 // identity of the open file
+	size     int64  // bytes in the current generation
+	regular  bool   // rotation applies only to a regular file (not /dev/full, a FIFO …)
+	maxBytes int64  // rotate past this many bytes; 0 never
+	keep     int    // rotated generations kept
 	gens     []string
+	newPath  string // PATH.new: the next live file, made before anything is renamed
+	oldPath  string // PATH.expired: the oldest generation while a rotation can still be undone
 
 	buf           []byte
 	dirtySince    int64 // monotonic ns of the oldest unflushed line, 0 when clean
@@ -38,8 +43,18 @@ type eventFile struct {
 	retryAt       int64 // while failing: next write attempt
 	rotateAt      int64 // after a failed rotation: next attempt
 	dropped       uint64
-	log           *logger
-	stats         *observerStats // exportDropped, exportWriteErrors
+
+	// The path must be opened again: a SIGHUP reopen failed, or the open
+	// file left the path (see checkPath). Retried every eventRetryInterval.
+	reopenPending bool
+	detached      bool  // the open file takes no more lines (it was removed, or moved away while rotating)
+	reopenFailing bool  // inside a reopen-error episode (logged once)
+	reopenFails   int64 // failed attempts in this episode
+	reopenAt      int64 // next attempt
+	st            unix.Stat_t
+
+	log   *logger
+	stats *observerStats // exportDropped, exportWriteErrors
 }
 
 const (
@@ -56,37 +71,43 @@ const (
 // stats.
 func openEventFile(path string, maxBytes int64, keep int, log *logger, stats *observerStats) (*eventFile, error) {
 	f := &eventFile{path: path, fd: -1, buf: make([]byte, 0, eventBufMax+eventLineRoom), log: log, stats: stats,
-		maxBytes: maxBytes, keep: keep}
+		maxBytes: maxBytes, keep: keep, cpath: append([]byte(path), 0), newPath: path + ".new", oldPath: path + ".expired"}
 	if f.maxBytes > 0 {
 		for i := 1; i <= f.keep; i++ {
 			f.gens = append(f.gens, path+"."+strconv.Itoa(i))
 		}
 	}
-	if err := f.open(); err != nil {
+	fd, st, err := openExportPath(path, false)
+	if err != nil {
 		return nil, err
 	}
+	f.use(fd, &st)
 	return f, nil
 }
 
-// open opens (creating) the path for appending. A symlink at the path is
-// never followed (O_NOFOLLOW): the observer may run as root and the
-// directory may be writable by others.
-func (f *eventFile) open() error {
-	fd, err := unix.Open(f.path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o640)
+// openExportPath opens path for appending, creating it (exclusively, when
+// excl). A symlink at the path is never followed (O_NOFOLLOW): the observer
+// may run as root and the directory may be writable by others.
+func openExportPath(path string, excl bool) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	flags := unix.O_WRONLY | unix.O_APPEND | unix.O_CREAT | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK
+	if excl {
+		flags |= unix.O_EXCL
+	}
+	fd, err := unix.Open(path, flags, 0o640)
 	if err != nil {
 		if err == unix.ELOOP || err == unix.EMLINK {
-			return errorf("export file %s: is a symbolic link; refusing to follow it", f.path)
+			return -1, st, errorf("export file %s: is a symbolic link; refusing to follow it", path)
 		}
-		return errorf("export file %s: %v", f.path, err)
+		return -1, st, errorf("export file %s: %w", path, err)
 	}
-	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return errorf("export file %s: %v", f.path, err)
+		return -1, st, errorf("export file %s: %w", path, err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		unix.Close(fd)
-		return errorf("export file %s: is a directory", f.path)
+		return -1, st, errorf("export file %s: is a directory", path)
 	}
 	// A regular file with a second name may be another file hard-linked
 	// here by whoever can write the directory (fs.protected_hardlinks is
@@ -95,12 +116,22 @@ func (f *eventFile) open() error {
 	// the event file with two names (TestHardLinkAtExportFile).
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
 		unix.Close(fd)
-		return errorf("export file %s: has %d hard links; refusing to append to a file that has another name", f.path, st.Nlink)
+		return -1, st, errorf("export file %s: has %d hard links; refusing to append to a file that has another name", path, st.Nlink)
+	}
+	return fd, st, nil
+}
+
+// use makes fd, described by st, the file lines go to, closing the one
+// before.
+func (f *eventFile) use(fd int, st *unix.Stat_t) {
+	if f.fd >= 0 {
+		unix.Close(f.fd)
 	}
 	f.fd = fd
+	f.dev, f.ino = uint64(st.Dev), uint64(st.Ino)
 	f.size = st.Size
 	f.regular = st.Mode&unix.S_IFMT == unix.S_IFREG
-	return nil
+	f.detached = false
 }
 
 // emit buffers one event line when the event file is configured (f non-nil).
@@ -135,9 +166,13 @@ func appendDropMarker(b []byte, now int64, n uint64) []byte {
 	return append(b, " events dropped\n"...)
 }
 
-// due reports whether the buffer should be written now.
+// due reports whether the buffer should be written (or the path opened
+// again) now.
 func (f *eventFile) due(now int64) bool {
-	if f.dirtySince == 0 {
+	if f.reopenPending && now >= f.reopenAt {
+		return true
+	}
+	if f.dirtySince == 0 || f.detached {
 		return false
 	}
 	if f.failing {
@@ -146,23 +181,32 @@ func (f *eventFile) due(now int64) bool {
 	return len(f.buf) >= eventBufSoftLimit || now-f.dirtySince >= eventFlushInterval
 }
 
-// nextDeadline returns when the buffer must be written, 0 when clean.
+// nextDeadline returns when the buffer must be written or the path opened
+// again, 0 for never.
 func (f *eventFile) nextDeadline() int64 {
-	if f.dirtySince == 0 {
-		return 0
+	d := int64(0)
+	if f.dirtySince != 0 && !f.detached {
+		if f.failing {
+			d = f.retryAt
+		} else {
+			d = f.dirtySince + eventFlushInterval
+		}
 	}
-	if f.failing {
-		return f.retryAt
+	if f.reopenPending && (d == 0 || f.reopenAt < d) {
+		d = f.reopenAt
 	}
-	return f.dirtySince + eventFlushInterval
+	return d
 }
 
 // flushStep writes at most eventWriteChunk bytes of whole lines so that
 // the loop can drain the socket between steps, rotating first when the
 // next line would take the file past --export-file-max-bytes. It returns
 // true when nothing more can be written now (the buffer is empty, or the
-// file is failing).
+// file is failing or has left its path).
 func (f *eventFile) flushStep(now int64) bool {
+	if f.reopenPending && now >= f.reopenAt {
+		f.retryReopen(now)
+	}
 	if len(f.buf) == 0 {
 		f.dirtySince = 0
 		if f.dropped > 0 {
@@ -173,6 +217,15 @@ func (f *eventFile) flushStep(now int64) bool {
 			return false
 		}
 		return true
+	}
+	if f.detached {
+		return true // the lines wait for the path to open again
+	}
+	if f.regular && f.left() {
+		f.leftPath(now)
+		if f.detached {
+			return true
+		}
 	}
 	n := wholeLines(f.buf, eventWriteChunk)
 	if f.maxBytes > 0 && f.regular && f.size+int64(n) > f.maxBytes && now >= f.rotateAt {
@@ -185,7 +238,7 @@ func (f *eventFile) flushStep(now int64) bool {
 			f.rotateAt = now + eventRetryInterval
 			if !f.rotateFailing {
 				f.rotateFailing = true
-				f.log.error("event file rotation failed; writing on past the size limit and retrying every second",
+				f.log.error("event file rotation failed; every file is left as it was, writing goes on past the size limit, retrying every second",
 					fStr("path", f.path), fStr("err", err.Error()))
 			}
 		} else {
@@ -244,6 +297,75 @@ func (f *eventFile) flushStep(now int64) bool {
 	return false
 }
 
+// left reports whether the open file must take no more lines: it was
+// removed (no name left, so whatever it is given is lost), or, while the
+// observer rotates the file itself, the path no longer names it (it was
+// moved away, e.g. archived by an operator, or replaced). Without
+// rotation a moved file is logrotate's business: it renames the file and
+// sends SIGHUP, and until then the file keeps its lines. One fstat per
+// write, plus, when rotating, an open(O_PATH)+fstat of the path: no
+// allocation.
+func (f *eventFile) left() bool {
+	if unix.Fstat(f.fd, &f.st) == nil && f.st.Nlink == 0 {
+		return true
+	}
+	if f.maxBytes == 0 {
+		return false
+	}
+	switch err := statNoFollow(f.cpath, &f.st); err {
+	case nil:
+		return uint64(f.st.Dev) != f.dev || uint64(f.st.Ino) != f.ino
+	case unix.ENOENT, unix.ENOTDIR:
+		return true
+	default:
+		return false // cannot tell (EACCES, out of descriptors): keep writing
+	}
+}
+
+// leftPath stops writing to a file that left its path and opens the path
+// again, creating a fresh file there as an operator who moved or removed
+// the live file expects (the generations are not shifted: the file that
+// left was not rotated). If the path cannot be opened, lines wait in
+// memory and the open is retried every second.
+func (f *eventFile) leftPath(now int64) {
+	if !f.reopenFailing {
+		f.log.info("event file was removed or moved away; opening its path again", fStr("path", f.path))
+	}
+	f.detached = true
+	f.reopenPending = true
+	f.retryReopen(now)
+}
+
+// retryReopen opens the path again after a failed reopen or when the file
+// left its path; a failure is counted, logged once per episode and
+// retried after eventRetryInterval.
+func (f *eventFile) retryReopen(now int64) {
+	fd, st, err := openExportPath(f.path, false)
+	if err != nil {
+		f.stats.exportWriteErrors++
+		f.reopenFails++
+		f.reopenAt = now + eventRetryInterval
+		if !f.reopenFailing {
+			f.reopenFailing = true
+			where := "events go on into the file it had"
+			if f.detached {
+				where = "events are kept in memory (up to 1 MiB)"
+			}
+			f.log.error("event file cannot be opened; "+where+", retrying every second",
+				fStr("path", f.path), fStr("err", err.Error()))
+			f.emit(&event{ns: now, kind: evIO, payload: "reopen: " + err.Error()}, now)
+		}
+		return
+	}
+	f.use(fd, &st)
+	f.reopenPending = false
+	if f.reopenFailing {
+		f.reopenFailing = false
+		f.log.info("event file reopened", fStr("path", f.path), fInt("failed_attempts", f.reopenFails))
+		f.reopenFails = 0
+	}
+}
+
 // wholeLines returns the length of the longest prefix of b, at most limit
 // bytes, that ends a line; a single line longer than limit is returned
 // whole rather than split.
@@ -289,56 +411,168 @@ func (f *eventFile) writeFailed(now int64, err error) {
 }
 
 // rotate shifts PATH.(keep-1) → PATH.keep, …, PATH → PATH.1 (the oldest
-// generation is replaced) and opens a fresh PATH. With --export-file-keep 0
-// no generation is kept: the full file is removed and PATH starts empty.
-// If the new file cannot be opened, writing goes on into the old one.
+// generation is discarded) and starts a fresh PATH, or, when any step
+// fails, leaves every file as it was and returns why; the caller writes
+// on into PATH and retries later.
+//
+// The fresh file is made first, as PATH.new, so that the step that needs
+// a new inode (a full tmpfs or flash file system may have none) comes
+// before anything is renamed; the oldest generation is only set aside, as
+// PATH.expired, until the rotation is certain. When no inode is left for
+// PATH.new, the set-aside oldest generation becomes the fresh file,
+// emptied: a rotation then needs no inode at all. The remaining steps
+// are renames within the directory, undone in reverse order if one fails.
 func (f *eventFile) rotate() error {
 	if f.keep == 0 {
-		if err := unix.Unlink(f.path); err != nil && err != unix.ENOENT {
-			return errorf("unlink %s: %w", f.path, err)
+		return f.restart()
+	}
+	type move struct{ from, to string }
+	var done []move
+	rename := func(from, to string) error {
+		if err := unix.Rename(from, to); err != nil {
+			return err
 		}
-	} else {
-		for i := f.keep - 1; i >= 1; i-- {
-			if err := unix.Rename(f.gens[i-1], f.gens[i]); err != nil && err != unix.ENOENT {
-				return errorf("rename %s: %w", f.gens[i-1], err)
-			}
-		}
-		if err := unix.Rename(f.path, f.gens[0]); err != nil {
-			return errorf("rename %s: %w", f.path, err)
+		done = append(done, move{from, to})
+		return nil
+	}
+	undo := func() {
+		for i := len(done) - 1; i >= 0; i-- {
+			unix.Rename(done[i].to, done[i].from)
 		}
 	}
-	old := f.fd
-	if err := f.open(); err != nil {
-		f.fd = old
+	oldest := f.gens[f.keep-1]
+	setAside := false
+	if err := rename(oldest, f.oldPath); err == nil {
+		setAside = true
+	} else if err != unix.ENOENT {
+		return errorf("rename %s: %w", oldest, err)
+	}
+	fd, st, err := f.createNew()
+	recycled := false
+	if err != nil && setAside && noRoom(err) {
+		// No inode for a new file: the discarded generation becomes it.
+		// openExportPath refuses a symlink or a file with another name,
+		// so only a file the observer made is ever emptied.
+		if fd, st, err = openExportPath(f.oldPath, false); err == nil {
+			recycled = true
+		}
+	}
+	if err != nil {
+		undo()
 		return err
 	}
-	unix.Close(old)
+	fresh := f.newPath
+	if recycled {
+		fresh = f.oldPath
+	}
+	fail := func(err error) error {
+		unix.Close(fd)
+		if !recycled {
+			unix.Unlink(f.newPath)
+		}
+		undo()
+		return err
+	}
+	for i := f.keep - 1; i >= 1; i-- {
+		if err := rename(f.gens[i-1], f.gens[i]); err != nil && err != unix.ENOENT {
+			return fail(errorf("rename %s: %w", f.gens[i-1], err))
+		}
+	}
+	if err := rename(f.path, f.gens[0]); err != nil {
+		return fail(errorf("rename %s: %w", f.path, err))
+	}
+	if recycled {
+		// Emptied before it gets the live name, so that a reader
+		// following PATH (tail -F) never sees the old lines again.
+		if err := unix.Ftruncate(fd, 0); err != nil {
+			return fail(errorf("truncate %s: %w", f.oldPath, err))
+		}
+		st.Size = 0
+	}
+	if err := unix.Rename(fresh, f.path); err != nil {
+		return fail(errorf("rename %s: %w", fresh, err))
+	}
+	if setAside && !recycled {
+		unix.Unlink(f.oldPath)
+	}
+	f.use(fd, &st)
 	return nil
+}
+
+// restart is rotation with --export-file-keep 0: PATH is replaced by a
+// fresh file in one rename, or, with no inode for a new file, emptied.
+func (f *eventFile) restart() error {
+	fd, st, err := f.createNew()
+	if err != nil {
+		if !noRoom(err) {
+			return err
+		}
+		if err := unix.Ftruncate(f.fd, 0); err != nil {
+			return errorf("truncate %s: %w", f.path, err)
+		}
+		f.size = 0
+		return nil
+	}
+	if err := unix.Rename(f.newPath, f.path); err != nil {
+		unix.Close(fd)
+		unix.Unlink(f.newPath)
+		return errorf("rename %s: %w", f.newPath, err)
+	}
+	f.use(fd, &st)
+	return nil
+}
+
+// createNew creates PATH.new exclusively. One that exists is a leftover of
+// an observer killed in the middle of a rotation (or something planted):
+// it is removed (a symlink itself, never its target) and created anew.
+func (f *eventFile) createNew() (int, unix.Stat_t, error) {
+	fd, st, err := openExportPath(f.newPath, true)
+	if errors.Is(err, unix.EEXIST) {
+		unix.Unlink(f.newPath)
+		fd, st, err = openExportPath(f.newPath, true)
+	}
+	return fd, st, err
+}
+
+// noRoom reports whether err says the file system has no room (no free
+// inode, or the quota is spent).
+func noRoom(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
 }
 
 // flushAll writes everything it can, for shutdown and reopen.
 func (f *eventFile) flushAll() {
 	for i := 0; i < 1<<16; i++ {
-		if f.flushStep(monoNow()) && (len(f.buf) == 0 || f.failing) {
+		if f.flushStep(monoNow()) && (len(f.buf) == 0 || f.failing || f.detached) {
 			return
 		}
 	}
 }
 
-// reopen flushes, then closes and reopens the path (SIGHUP, for logrotate).
-func (f *eventFile) reopen() error {
+// reopen flushes into the file it has, then opens the path again (SIGHUP,
+// for logrotate). It reports whether that worked; if not, the failure is
+// counted and logged (once per episode) and the open is retried every
+// second: meanwhile lines go on into the file it had, or, if that file
+// was removed, wait in memory.
+func (f *eventFile) reopen(now int64) bool {
 	f.flushAll()
-	old := f.fd
-	if err := f.open(); err != nil {
-		f.fd = old
-		return err
-	}
-	unix.Close(old)
-	return nil
+	f.reopenPending = true
+	f.retryReopen(now)
+	return !f.reopenPending
 }
 
+// close flushes and closes the file at shutdown. Lines that can go
+// nowhere (the path has been failing and the file they were meant for is
+// gone) are counted as dropped and logged.
 func (f *eventFile) close() {
+	if f.reopenPending {
+		f.retryReopen(monoNow())
+	}
 	f.flushAll()
+	if n := bytes.Count(f.buf, []byte{'\n'}); n > 0 && (f.detached || f.failing) {
+		f.stats.exportDropped += uint64(n)
+		f.log.error("event file could not take its last lines at exit", fStr("path", f.path), fInt("lines", int64(n)))
+	}
 	if f.fd >= 0 {
 		unix.Close(f.fd)
 		f.fd = -1

@@ -203,8 +203,8 @@ func TestEventFileReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.add(&e1, 2)
-	if err := f.reopen(); err != nil {
-		t.Fatal(err)
+	if !f.reopen(monoNow()) {
+		t.Fatal("reopen failed")
 	}
 	e2 := beatEvent(2)
 	f.add(&e2, 3)

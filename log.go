@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"strconv"
 	"sync"
@@ -86,7 +87,9 @@ func (l *logger) log(lv logLevel, msg string, fs []field) {
 	b := l.appendRecord(l.buf[:0], lv, msg, fs)
 	l.buf = b
 	if !l.async {
-		l.out.Write(b)
+		if _, err := l.out.Write(b); err != nil {
+			l.lost.Add(1) // a full disk, a stderr closed under us
+		}
 		l.mu.Unlock()
 		return
 	}
@@ -115,6 +118,7 @@ func (l *logger) writer() {
 				break
 			}
 			out = append(out[:0], l.pend...)
+			lines := len(out) // the queued lines; a drop report may follow
 			l.pend = l.pend[:0]
 			if l.dropped > 0 {
 				out = l.appendRecord(out, levelWarn, "log lines dropped: stderr was not being read",
@@ -123,18 +127,34 @@ func (l *logger) writer() {
 			}
 			l.busy = true
 			l.mu.Unlock()
-			l.out.Write(out)
+			if n, err := l.out.Write(out); err != nil && n < lines {
+				// The reader went away (EPIPE: with SIGPIPE handled, see
+				// guardSignals, a broken pipe is an error, not death), or
+				// the file cannot grow. The lines not written are counted;
+				// a drop report that was not written is not itself one.
+				l.lost.Add(uint64(bytes.Count(out[n:lines], []byte{'\n'})))
+			}
 		}
 	}
 }
 
-// droppedLines is how many log lines a stderr that was not read has cost
-// since the start.
+// droppedLines is how many log lines were lost since the start: to a
+// stderr that was not read (the queue was full) or could not be written
+// (a broken pipe, a full disk), and stdout lines that could not be
+// written (lostLine).
 func (l *logger) droppedLines() uint64 {
 	if l == nil {
 		return 0
 	}
 	return l.lost.Load()
+}
+
+// lostLine counts a line that could not be written elsewhere: the address
+// line of --prom-addr on a stdout whose reader is gone.
+func (l *logger) lostLine() {
+	if l != nil {
+		l.lost.Add(1)
+	}
 }
 
 // flush waits until every queued line has been written, or timeout has

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -15,7 +18,39 @@ import (
 const logFlushTimeout = time.Second
 
 func main() {
+	guardSignals()
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// quitSeen records that a SIGQUIT came, for a stop asked for before the
+// observer routes its signals (startSignals).
+var quitSeen atomic.Bool
+
+// guardSignals keeps SIGPIPE and SIGQUIT from their default actions for
+// the whole life of the process, before the observer routes its signals
+// and after that routing ends at shutdown. Go kills a program with SIGPIPE
+// when a write to fd 1 or 2 hits a broken pipe (`varta-watch … | head`)
+// unless SIGPIPE is notified; notified, the write fails with EPIPE, which
+// the logger counts. SIGQUIT would print every goroutine's stack and exit
+// 2; for the observer it is a clean stop like SIGTERM (contract §8), which
+// startSignals makes of it. Notify rather than signal.Ignore: an ignored
+// signal stays ignored across exec, and recovery children must start with
+// the default SIGPIPE (a shell cannot even restore it).
+//
+// A Go runtime fatal error (out of memory, a corrupted heap) still prints
+// a trace: GOTRACEBACK can only be lowered from the environment
+// (debug.SetTraceback never goes below it). Panics are reported in one
+// line by realMain.
+func guardSignals() {
+	c := make(chan os.Signal, 8)
+	signal.Notify(c, syscall.SIGPIPE, syscall.SIGQUIT)
+	go func() {
+		for s := range c {
+			if s == syscall.SIGQUIT {
+				quitSeen.Store(true)
+			}
+		}
+	}()
 }
 
 // realMain runs the observer and returns the exit status: 0 clean, 1 a
@@ -60,8 +95,11 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 		return 1
 	}
 	if o.prom != nil {
-		io.WriteString(stdout, o.prom.addr()+"\n")
-		if f, ok := stdout.(*os.File); ok {
+		// A stdout nobody reads any more does not stop the observer
+		// (guardSignals): the line is counted as lost and it serves on.
+		if _, err := io.WriteString(stdout, o.prom.addr()+"\n"); err != nil {
+			log.lostLine()
+		} else if f, ok := stdout.(*os.File); ok {
 			f.Sync()
 		}
 	}

@@ -391,21 +391,26 @@ func (o *observer) metricsView() metricsView {
 	return v
 }
 
-// startSignals routes SIGINT/SIGTERM/SIGHUP/SIGCHLD through os/signal to
-// bits the loop reads, waking the poller.
+// startSignals routes SIGINT/SIGTERM/SIGQUIT/SIGHUP/SIGCHLD through
+// os/signal to bits the loop reads, waking the poller. SIGQUIT is a clean
+// stop (contract §8), never the runtime's goroutine dump; one that came
+// before this routing (guardSignals) stops the first iteration.
 func (o *observer) startSignals() {
 	if o.sigc != nil {
 		return // already routed (newObserver does it before binding)
 	}
 	sigc, done := make(chan os.Signal, 16), make(chan struct{})
 	o.sigc, o.sigDone = sigc, done
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGCHLD)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGCHLD)
+	if quitSeen.Load() {
+		o.signals.Or(sigStop)
+	}
 	go func() {
 		defer close(done)
 		for s := range sigc {
 			var bit uint32
 			switch s {
-			case syscall.SIGINT, syscall.SIGTERM:
+			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT:
 				bit = sigStop
 			case syscall.SIGHUP:
 				bit = sigHup
@@ -440,12 +445,8 @@ func (o *observer) handleSignals(now int64) {
 	if bits&sigChld != 0 && o.rec != nil {
 		o.rec.onSIGCHLD(now)
 	}
-	if bits&sigHup != 0 && o.events != nil {
-		if err := o.events.reopen(); err != nil {
-			o.ioError(now, "reopen", err)
-		} else {
-			o.log.info("event file reopened", fStr("path", o.cfg.exportFile))
-		}
+	if bits&sigHup != 0 && o.events != nil && o.events.reopen(now) {
+		o.log.info("event file reopened", fStr("path", o.cfg.exportFile))
 	}
 	if bits&sigStop != 0 {
 		o.log.info("stopping on signal")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -104,7 +105,17 @@ func TestTrackPidReuse(t *testing.T) {
 		t.Skip("start times come from /proc")
 	}
 	o := newTestObserver(t)
-	pid := uint32(os.Getpid())
+	// A child, not this process: under qemu-user /proc/self/stat (and
+	// /proc/<own pid>/stat) is synthesised by qemu, with the start time of
+	// the calling thread, so it changes as the goroutine moves between
+	// threads and every check would see a "reused" pid. Another process's
+	// stat comes from the kernel, as it does for a real agent.
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Skipf("no child process to stand for an agent: %v", err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	pid := uint32(child.Process.Pid)
 	now := monoNow()
 	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now, now)
 	s := o.tr.lookup(pid)

@@ -171,7 +171,7 @@ func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
 	b = appendSample(b, "varta_export_write_errors_total", st.exportWriteErrors)
 	b = appendFamily(b, "varta_export_dropped_events_total", "counter", "Event lines dropped because the event file could not take them and the buffer was full.")
 	b = appendSample(b, "varta_export_dropped_events_total", st.exportDropped)
-	b = appendFamily(b, "varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full.")
+	b = appendFamily(b, "varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full, or stderr or stdout could not be written.")
 	b = appendSample(b, "varta_log_lines_dropped_total", p.env.log.droppedLines())
 	b = appendFamily(b, "varta_socket_queue_datagrams", "gauge", "Datagrams the kernel queues on the VLP socket before senders get EAGAIN (Linux; 0 unknown).")
 	b = appendSample(b, "varta_socket_queue_datagrams", v.queueLen)
