@@ -53,14 +53,19 @@ type observer struct {
 	nextHwFeed  int64
 	hwInterval  int64
 
-	lastYield   int64 // monotonic ns of the last runtime.Gosched, see iterate
-	lastArrival int64 // arrival time of the latest datagram, see arrivalTime
-	coal        coalescer
-	stopping    bool
-	signals     atomic.Uint32
-	sigc        chan os.Signal
-	sigDone     chan struct{} // closed when the signal goroutine has returned
-	pollEvents  [maxPollEvents]pollEvent
+	lastYield    int64 // monotonic ns of the last runtime.Gosched, see iterate
+	lastArrival  int64 // arrival time of the latest datagram, see arrivalTime
+	drainedTo    int64 // the queue was found empty by a read that began then, see drainSocket
+	wallOffset   int64 // wall clock − monotonic clock, ns, see checkClockStep
+	clockStepped bool  // the wall clock was stepped since the queue was last empty
+	nsTokens     int64 // rate limit of /proc reads for pid namespaces, see innerPidMatches
+	nsTokensAt   int64
+	coal         coalescer
+	stopping     bool
+	signals      atomic.Uint32
+	sigc         chan os.Signal
+	sigDone      chan struct{} // closed when the signal goroutine has returned
+	pollEvents   [maxPollEvents]pollEvent
 }
 
 func newObserver(cfg config, log *logger) (o *observer, err error) {
@@ -72,6 +77,8 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		startWallNs: time.Now().UnixNano(),
 		startMono:   monoNow(),
 	}
+	mono, wall := clocksNow()
+	o.wallOffset = wall - mono
 	defer func() {
 		if err != nil {
 			o.closeAll()
@@ -235,15 +242,7 @@ func (o *observer) timeout(now int64) int64 {
 			next = d
 		}
 	}
-	if s := o.tr.active.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.threshold)
-	}
-	if s := o.tr.stalled.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.retireAfter)
-	}
-	if s := o.tr.stalledOld.head; s != noSlot {
-		consider(o.tr.slots[s].nextCheck)
-	}
+	consider(o.trackerDeadline())
 	if o.events != nil {
 		consider(o.events.nextDeadline())
 	}
@@ -268,13 +267,42 @@ func (o *observer) timeout(now int64) int64 {
 	return next - now
 }
 
+// trackerDeadline is the nearest deadline of the agents (a stall, a first
+// or a next liveness check), 0 when there is none.
+func (o *observer) trackerDeadline() int64 {
+	next := int64(0)
+	consider := func(d int64) {
+		if next == 0 || d < next {
+			next = d
+		}
+	}
+	if s := o.tr.active.head; s != noSlot {
+		consider(o.tr.slots[s].lastBeat + o.threshold)
+	}
+	if s := o.tr.stalled.head; s != noSlot {
+		consider(o.tr.slots[s].lastBeat + o.retireAfter)
+	}
+	if s := o.tr.stalledOld.head; s != noSlot {
+		consider(o.tr.slots[s].nextCheck)
+	}
+	return next
+}
+
 // drainSocket reads datagrams until EAGAIN or the budget is spent; the
 // level-triggered poller reports the socket again if more are queued. The
 // clocks are read once per batch of datagrams (recvmmsg), after it was
 // taken off the queue: every datagram in it arrived before that instant.
-func (o *observer) drainSocket() {
-	var now, wallNow int64
+// The monotonic clock is also read before each read of the queue: when
+// that read finds the queue empty, every datagram queued before that
+// instant has been judged (drainedTo), and deadlines up to it can be
+// judged without a beat still waiting in the queue. It reports whether it
+// found the queue empty.
+func (o *observer) drainSocket() bool {
+	var now, wallNow, before int64
 	for i := 0; i < recvBudget; i++ {
+		if !o.sock.batchPending() {
+			before = monoNow()
+		}
 		res, errno := o.sock.recv()
 		if errno != 0 {
 			if errno == unix.EINTR {
@@ -282,26 +310,77 @@ func (o *observer) drainSocket() {
 			}
 			if errno != unix.EAGAIN && errno != unix.EWOULDBLOCK {
 				o.ioError(monoNow(), "recvmsg", errno)
+				return false
 			}
-			return
+			o.drained(before)
+			return true
 		}
 		if now == 0 || o.sock.freshBatch() {
 			now, wallNow = clocksNow()
+			o.checkClockStep(now, wallNow)
 		}
 		o.handleDatagram(res, now, wallNow)
 		if o.sock.queueWasEmpty() {
 			// The last batch was short: the queue was empty when it was
 			// read. The level-triggered poller reports anything queued
 			// since; a recvmmsg now would only return EAGAIN.
-			return
+			o.drained(before)
+			return true
 		}
 	}
+	return false
+}
+
+// drained records that the queue was found empty by a read that started at
+// the monotonic instant before.
+func (o *observer) drained(before int64) {
+	o.drainedTo = max(o.drainedTo, before)
+	o.clockStepped = false // every datagram queued before the step is read
+}
+
+// judgedTo is the latest instant up to which every queued datagram has been
+// judged: the queue was empty then, or (FIFO) a datagram that arrived then
+// has been read. Deadlines up to it can be fired, and events stamped with
+// it come after every beat row they follow.
+func (o *observer) judgedTo(now int64) int64 {
+	return min(now, max(o.drainedTo, o.lastArrival))
+}
+
+// clockStepTolerance is how far the wall clock may seem to move against
+// the monotonic clock before it counts as stepped. The two clocks are slewed
+// together (adjtime, NTP), so their difference changes only when the wall
+// clock is set; smaller readings come from a thread descheduled between the
+// two reads, and a step below this shifts arrival times by at most this.
+const clockStepTolerance = 1_000_000
+
+// checkClockStep compares the wall clock's offset from the monotonic clock
+// with the one arrival times are converted with. The kernel stamps
+// datagrams with the wall clock (SO_TIMESTAMPNS): after a step, the
+// datagrams still queued carry stamps of the old clock, so they count from
+// when they are read until the queue has been found empty once.
+func (o *observer) checkClockStep(now, wallNow int64) {
+	d := wallNow - now - o.wallOffset
+	if d > -clockStepTolerance && d < clockStepTolerance {
+		return
+	}
+	// Read again: a thread descheduled between the two clock reads makes
+	// them disagree once; a real step stays.
+	m2, w2 := clocksNow()
+	if d2 := w2 - m2 - o.wallOffset; d2 > -clockStepTolerance && d2 < clockStepTolerance {
+		return
+	}
+	o.log.warn("wall clock stepped: beats still queued count from when they are read",
+		fInt("step_ms", (w2-m2-o.wallOffset)/1_000_000))
+	o.wallOffset = w2 - m2
+	o.clockStepped = true
 }
 
 // handleDatagram judges one datagram in contract §4's order; now and
 // wallNow are the monotonic and wall clocks read after it was received.
+// Its events are stamped with its arrival time.
 func (o *observer) handleDatagram(res recvResult, now, wallNow int64) {
 	o.stats.framesReceived++
+	at := o.arrivalTime(res.arrival, now)
 	if res.n != FrameSize {
 		o.stats.truncated++
 		return
@@ -309,39 +388,72 @@ func (o *observer) handleDatagram(res recvResult, now, wallNow int64) {
 	f, derr := DecodeFrame(o.sock.frame())
 	if derr != DecodeOK {
 		o.stats.decodeErrors[derr]++
-		o.emit(&event{ns: now, kind: evDecode, payload: derr.Error()}, now)
+		o.emit(&event{ns: at, kind: evDecode, payload: derr.Error()}, now)
 		return
 	}
-	if hasDatagramCreds && (!res.hasCred || res.credPid <= 0 || uint32(res.credPid) != f.Pid) {
-		o.stats.authFailures++
-		o.emit(&event{ns: now, kind: evMismatch, pid: f.Pid, payload: "auth_failure"}, now)
-		return
+	pid, inner := f.Pid, uint32(0)
+	if hasDatagramCreds {
+		switch {
+		case !res.hasCred || res.credPid <= 0:
+			o.authFailure(f.Pid, at, now)
+			return
+		case uint32(res.credPid) != f.Pid:
+			if !o.innerPidMatches(uint32(res.credPid), f.Pid, now) {
+				o.authFailure(f.Pid, at, now)
+				return
+			}
+			pid, inner = uint32(res.credPid), f.Pid
+		}
 	}
-	o.track(&f, o.arrivalTime(res.arrival, now, wallNow), now)
+	o.track(pid, inner, &f, at, now)
 }
 
-// maxQueueAge bounds how old a datagram's kernel timestamp may be before it
-// is distrusted: older means the wall clock was stepped meanwhile.
-const maxQueueAge = 1_000_000_000
+func (o *observer) authFailure(claimed uint32, at, now int64) {
+	o.stats.authFailures++
+	o.emit(&event{ns: at, kind: evMismatch, pid: claimed, payload: "auth_failure"}, now)
+}
+
+// nsCheckCost is the token cost of one /proc read for a frame pid that
+// differs from the kernel's: at most nsCheckBurst in a row, then one per
+// nsCheckCost ns, so that a flood of spoofed frames cannot turn every
+// datagram into three syscalls.
+const (
+	nsCheckCost  = 100_000
+	nsCheckBurst = 64
+)
+
+// innerPidMatches reports whether framePid is the pid that the process
+// credPid has in its own, innermost pid namespace (a container or jail),
+// where an agent knows only that pid (contract §4 step 3). A tracked
+// sender's inner pid is remembered in its slot; other senders cost a read
+// of /proc/credPid/status, rate-limited.
+func (o *observer) innerPidMatches(credPid, framePid uint32, now int64) bool {
+	if s := o.tr.lookup(credPid); s != noSlot && o.tr.slots[s].innerPid == framePid {
+		return true
+	}
+	o.nsTokens = min(o.nsTokens+(now-o.nsTokensAt), nsCheckBurst*nsCheckCost)
+	o.nsTokensAt = now
+	if o.nsTokens < nsCheckCost {
+		return false
+	}
+	o.nsTokens -= nsCheckCost
+	inner, ok := o.proc.innerPid(credPid)
+	return ok && inner == framePid
+}
 
 // arrivalTime converts a datagram's kernel arrival time (wall clock) to the
 // observer's monotonic clock, so a beat counts from when it was queued, not
-// from when the loop got to it. Without a usable timestamp it is now. The
-// result never goes backwards: the queue is FIFO, and the active list
-// relies on beats arriving in order.
-func (o *observer) arrivalTime(arrivalWall, now, wallNow int64) int64 {
+// from when the loop got to it, however long that was (a frozen or starved
+// observer). Without a usable timestamp (none given, or stamped before a
+// wall-clock step) it is now. The result never goes backwards and never
+// precedes an instant up to which the queue is known to have been read:
+// the queue is FIFO, and the active list relies on beats arriving in order.
+func (o *observer) arrivalTime(arrivalWall, now int64) int64 {
 	at := now
-	if arrivalWall != 0 {
-		if d := wallNow - arrivalWall; d >= 0 && d < maxQueueAge {
-			at = now - d
-		}
+	if arrivalWall != 0 && !o.clockStepped {
+		at = arrivalWall - o.wallOffset
 	}
-	if at < o.lastArrival {
-		at = o.lastArrival
-	}
-	if at > now {
-		at = now
-	}
+	at = min(max(at, o.lastArrival, o.drainedTo), now)
 	o.lastArrival = at
 	return at
 }
@@ -357,24 +469,34 @@ func nonceNewer(last, next uint64) bool {
 	return next > last || (last >= ^uint64(0)-window+1 && next <= window)
 }
 
-// track applies one authenticated frame, which arrived at time at, to the
-// tracker; now is when it is judged.
-func (o *observer) track(f *Frame, at, now int64) {
+// track applies one authenticated frame of pid (the pid the observer's
+// namespace sees; inner, when not 0, is the frame's own pid in the
+// sender's namespace), which arrived at time at, to the tracker; now is
+// when it is judged.
+func (o *observer) track(pid, inner uint32, f *Frame, at, now int64) {
 	tr := o.tr
-	s := tr.lookup(f.Pid)
+	s := tr.lookup(pid)
 	if s == noSlot {
 		if tr.full() && !o.evictForCapacity(at) {
 			o.stats.capacityExceeded++
 			return
 		}
-		s = tr.insert(f.Pid, at)
+		s = tr.insert(pid, at)
 		o.identify(s)
-		o.accept(s, f, at, now)
+		o.accept(s, inner, f, at, now)
 		return
 	}
 	sl := &tr.slots[s]
 	if nonceNewer(sl.nonce, f.Nonce) {
-		o.accept(s, f, at, now)
+		// A pid that comes back after a stall or a silence past the
+		// threshold may be a new process that got the old one's pid and
+		// starts at a higher nonce: rare, so /proc is read every time.
+		if (sl.list != slotActive || at-sl.lastBeat >= o.threshold) && sl.startTime != 0 {
+			if st := o.proc.startTime(pid); st != 0 && st != sl.startTime {
+				o.restart(s, st, at)
+			}
+		}
+		o.accept(s, inner, f, at, now)
 		return
 	}
 	// Not newer: a duplicate or replay, unless the pid now belongs to another
@@ -388,16 +510,25 @@ func (o *observer) track(f *Frame, at, now int64) {
 		return
 	}
 	sl.reuseChecked = now
-	if st := o.proc.startTime(f.Pid); st != 0 && st != sl.startTime {
-		pid := sl.pid
-		sl.beats, sl.stalls, sl.lastRecov, sl.nonce = 0, 0, 0, 0
-		sl.pid = pid
-		o.identify(s)
-		sl.startTime = st
-		o.accept(s, f, at, now)
+	if st := o.proc.startTime(pid); st != 0 && st != sl.startTime {
+		o.restart(s, st, at)
+		o.accept(s, inner, f, at, now)
 		return
 	}
 	o.stats.outOfOrder++
+}
+
+// restart makes a slot whose pid now belongs to another process (start time
+// st) a new agent: the old one's owed stall first, then counts, nonce and
+// name afresh.
+func (o *observer) restart(s int32, st uint64, at int64) {
+	sl := &o.tr.slots[s]
+	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
+		o.stall(s, sl.lastBeat+o.threshold, sl.lastBeat+o.threshold, at)
+	}
+	sl.beats, sl.stalls, sl.lastRecov, sl.nonce, sl.innerPid = 0, 0, 0, 0, 0
+	o.identify(s)
+	sl.startTime = st
 }
 
 // identify reads what /proc tells of a new pid, once.
@@ -407,22 +538,24 @@ func (o *observer) identify(s int32) {
 	sl.commLen = o.proc.comm(sl.pid, &sl.comm)
 }
 
-func (o *observer) accept(s int32, f *Frame, at, now int64) {
+func (o *observer) accept(s int32, inner uint32, f *Frame, at, now int64) {
 	sl := &o.tr.slots[s]
 	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
 		// The pid was silent past its deadline, but the loop reached the
 		// beat before the deadline fired (it was descheduled, or served a
 		// long step): surface the stall it owes first, or the silence
-		// would go unreported.
-		o.stall(s, sl.lastBeat+o.threshold, now)
+		// would go unreported. Its row is stamped with the deadline, so it
+		// comes before the beat's in time as in the file.
+		o.stall(s, sl.lastBeat+o.threshold, sl.lastBeat+o.threshold, now)
 	}
+	sl.innerPid = inner
 	sl.nonce = f.Nonce
 	sl.status = f.Status
 	sl.beats++
 	sl.lastBeat = max(at, sl.lastBeat)
 	o.tr.moveTo(s, slotActive)
 	o.stats.beatsAccepted++
-	o.emit(&event{ns: sl.lastBeat, kind: evBeat, pid: f.Pid, hasNonce: true, nonce: f.Nonce,
+	o.emit(&event{ns: sl.lastBeat, kind: evBeat, pid: sl.pid, hasNonce: true, nonce: f.Nonce,
 		status: f.Status.String(), hasPayloadNum: true, payloadNum: f.Payload}, now)
 }
 
@@ -449,8 +582,20 @@ func (o *observer) evict(s int32, reason string, now int64) {
 
 // fireDeadlines surfaces due stalls, checks stalled pids for retirement,
 // flushes the event file and runs the timers, each within its budget.
+// A pid's deadline is judged only once every datagram queued before it has
+// been read: a beat still waiting in the queue (the loop was late, or the
+// observer frozen) re-arms it instead. The events are stamped with the
+// instant up to which the queue has been read, so they come after every
+// beat row before them and before every one after them.
 func (o *observer) fireDeadlines(now int64) {
 	tr := o.tr
+	judged := o.judgedTo(now)
+	if d := o.trackerDeadline(); d != 0 && d <= now && d > judged {
+		if o.drainSocket() {
+			o.drained(now) // this read of the queue began after now was read
+		}
+		judged = o.judgedTo(now)
+	}
 	for i := 0; i < stallBudget; i++ {
 		s := tr.active.head
 		if s == noSlot {
@@ -458,26 +603,26 @@ func (o *observer) fireDeadlines(now int64) {
 		}
 		sl := &tr.slots[s]
 		deadline := sl.lastBeat + o.threshold
-		if deadline > now {
+		if deadline > judged {
 			break
 		}
-		o.stall(s, deadline, now)
+		o.stall(s, deadline, judged, now)
 	}
 	for i := 0; i < livenessBudget; i++ {
 		s := tr.stalled.head
-		if s == noSlot || tr.slots[s].lastBeat+o.retireAfter > now {
+		if s == noSlot || tr.slots[s].lastBeat+o.retireAfter > judged {
 			s = tr.stalledOld.head
-			if s == noSlot || tr.slots[s].nextCheck > now {
+			if s == noSlot || tr.slots[s].nextCheck > judged {
 				break
 			}
 		}
 		if o.proc.alive(tr.slots[s].pid) {
-			tr.slots[s].nextCheck = now + o.retireAfter
+			tr.slots[s].nextCheck = judged + o.retireAfter
 			tr.moveTo(s, slotStalledOld)
 			continue
 		}
 		o.stats.evictedRetired++
-		o.evict(s, "retired", now)
+		o.evict(s, "retired", judged)
 	}
 	if o.events != nil && o.events.due(now) {
 		o.events.flushStep(now)
@@ -502,15 +647,16 @@ func (o *observer) fireDeadlines(now int64) {
 }
 
 // stall surfaces one stall, at most once per silence: the slot leaves the
-// active list and only an accepted beat puts it back.
-func (o *observer) stall(s int32, deadline, now int64) {
+// active list and only an accepted beat puts it back. Its row is stamped
+// at; now is when it is surfaced (its lateness is now − deadline).
+func (o *observer) stall(s int32, deadline, at, now int64) {
 	sl := &o.tr.slots[s]
 	sl.status = StatusStall
 	sl.stalls++
 	o.tr.moveTo(s, slotStalled)
 	o.stats.stallDelay.observe(now - deadline)
-	o.emit(&event{ns: now, kind: evStall, pid: sl.pid, hasNonce: true, nonce: sl.nonce, status: "stall"}, now)
-	o.log.warn("agent stalled", fInt("pid", int64(sl.pid)), fInt("silent_ms", (now-sl.lastBeat)/1_000_000),
+	o.emit(&event{ns: at, kind: evStall, pid: sl.pid, hasNonce: true, nonce: sl.nonce, status: "stall"}, now)
+	o.log.warn("agent stalled", fInt("pid", int64(sl.pid)), fInt("silent_ms", (at-sl.lastBeat)/1_000_000),
 		fStr("comm", commString(sl)))
 	if o.rec != nil {
 		o.rec.onStall(sl, now)
