@@ -11,8 +11,10 @@ package main
 
 // handleDatagram judges one datagram in contract §4's order; now and
 // wallNow are the monotonic and wall clocks read after it was received.
+// Its events are stamped with its arrival time.
 func (o *observer) handleDatagram(res recvResult, now, wallNow int64) {
 	o.stats.framesReceived++
+	at := o.arrivalTime(res.arrival, now)
 	if res.n != FrameSize {
 		o.stats.truncated++
 		return
@@ -20,39 +22,72 @@ func (o *observer) handleDatagram(res recvResult, now, wallNow int64) {
 	f, derr := DecodeFrame(o.sock.frame())
 	if derr != DecodeOK {
 		o.stats.decodeErrors[derr]++
-		o.emit(&event{ns: now, kind: evDecode, payload: derr.Error()}, now)
+		o.emit(&event{ns: at, kind: evDecode, payload: derr.Error()}, now)
 		return
 	}
-	if hasDatagramCreds && (!res.hasCred || res.credPid <= 0 || uint32(res.credPid) != f.Pid) {
-		o.stats.authFailures++
-		o.emit(&event{ns: now, kind: evMismatch, pid: f.Pid, payload: "auth_failure"}, now)
-		return
+	pid, inner := f.Pid, uint32(0)
+	if hasDatagramCreds {
+		switch {
+		case !res.hasCred || res.credPid <= 0:
+			o.authFailure(f.Pid, at, now)
+			return
+		case uint32(res.credPid) != f.Pid:
+			if !o.innerPidMatches(uint32(res.credPid), f.Pid, now) {
+				o.authFailure(f.Pid, at, now)
+				return
+			}
+			pid, inner = uint32(res.credPid), f.Pid
+		}
 	}
-	o.track(&f, o.arrivalTime(res.arrival, now, wallNow), now)
+	o.track(pid, inner, &f, at, now)
 }
 
-// maxQueueAge bounds how old a datagram's kernel timestamp may be before it
-// is distrusted: older means the wall clock was stepped meanwhile.
-const maxQueueAge = 1_000_000_000
+func (o *observer) authFailure(claimed uint32, at, now int64) {
+	o.stats.authFailures++
+	o.emit(&event{ns: at, kind: evMismatch, pid: claimed, payload: "auth_failure"}, now)
+}
+
+// nsCheckCost is the token cost of one /proc read for a frame pid that
+// differs from the kernel's: at most nsCheckBurst in a row, then one per
+// nsCheckCost ns, so that a flood of spoofed frames cannot turn every
+// datagram into three syscalls.
+const (
+	nsCheckCost  = 100_000
+	nsCheckBurst = 64
+)
+
+// innerPidMatches reports whether framePid is the pid that the process
+// credPid has in its own, innermost pid namespace (a container or jail),
+// where an agent knows only that pid (contract §4 step 3). A tracked
+// sender's inner pid is remembered in its slot; other senders cost a read
+// of /proc/credPid/status, rate-limited.
+func (o *observer) innerPidMatches(credPid, framePid uint32, now int64) bool {
+	if s := o.tr.lookup(credPid); s != noSlot && o.tr.slots[s].innerPid == framePid {
+		return true
+	}
+	o.nsTokens = min(o.nsTokens+(now-o.nsTokensAt), nsCheckBurst*nsCheckCost)
+	o.nsTokensAt = now
+	if o.nsTokens < nsCheckCost {
+		return false
+	}
+	o.nsTokens -= nsCheckCost
+	inner, ok := o.proc.innerPid(credPid)
+	return ok && inner == framePid
+}
 
 // arrivalTime converts a datagram's kernel arrival time (wall clock) to the
 // observer's monotonic clock, so a beat counts from when it was queued, not
-// from when the loop got to it. Without a usable timestamp it is now. The
-// result never goes backwards: the queue is FIFO, and the active list
-// relies on beats arriving in order.
-func (o *observer) arrivalTime(arrivalWall, now, wallNow int64) int64 {
+// from when the loop got to it, however long that was (a frozen or starved
+// observer). Without a usable timestamp (none given, or stamped before a
+// wall-clock step) it is now. The result never goes backwards and never
+// precedes an instant up to which the queue is known to have been read:
+// the queue is FIFO, and the active list relies on beats arriving in order.
+func (o *observer) arrivalTime(arrivalWall, now int64) int64 {
 	at := now
-	if arrivalWall != 0 {
-		if d := wallNow - arrivalWall; d >= 0 && d < maxQueueAge {
-			at = now - d
-		}
+	if arrivalWall != 0 && !o.clockStepped {
+		at = arrivalWall - o.wallOffset
 	}
-	if at < o.lastArrival {
-		at = o.lastArrival
-	}
-	if at > now {
-		at = now
-	}
+	at = min(max(at, o.lastArrival, o.drainedTo), now)
 	o.lastArrival = at
 	return at
 }
@@ -68,24 +103,34 @@ func nonceNewer(last, next uint64) bool {
 	return next > last || (last >= ^uint64(0)-window+1 && next <= window)
 }
 
-// track applies one authenticated frame, which arrived at time at, to the
-// tracker; now is when it is judged.
-func (o *observer) track(f *Frame, at, now int64) {
+// track applies one authenticated frame of pid (the pid the observer's
+// namespace sees; inner, when not 0, is the frame's own pid in the
+// sender's namespace), which arrived at time at, to the tracker; now is
+// when it is judged.
+func (o *observer) track(pid, inner uint32, f *Frame, at, now int64) {
 	tr := o.tr
-	s := tr.lookup(f.Pid)
+	s := tr.lookup(pid)
 	if s == noSlot {
 		if tr.full() && !o.evictForCapacity(at) {
 			o.stats.capacityExceeded++
 			return
 		}
-		s = tr.insert(f.Pid, at)
-		o.identify(s, o.proc.startTime(f.Pid))
-		o.accept(s, f, at, now)
+		s = tr.insert(pid, at)
+		o.identify(s, o.proc.startTime(pid))
+		o.accept(s, inner, f, at, now)
 		return
 	}
 	sl := &tr.slots[s]
 	if nonceNewer(sl.nonce, f.Nonce) {
-		o.accept(s, f, at, now)
+		// A pid that comes back after a stall or a silence past the
+		// threshold may be a new process that got the old one's pid and
+		// starts at a higher nonce: rare, so /proc is read every time.
+		if (sl.list != slotActive || at-sl.lastBeat >= o.threshold) && sl.startTime != 0 {
+			if st := o.proc.startTime(pid); st != 0 && st != sl.startTime {
+				o.restart(s, st, at)
+			}
+		}
+		o.accept(s, inner, f, at, now)
 		return
 	}
 	// Not newer: a duplicate or replay, unless the pid now belongs to another
@@ -99,13 +144,24 @@ func (o *observer) track(f *Frame, at, now int64) {
 		return
 	}
 	sl.reuseChecked = now
-	if st := o.proc.startTime(f.Pid); st != 0 && st != sl.startTime {
-		sl.beats, sl.stalls, sl.lastRecov, sl.nonce = 0, 0, 0, 0
-		o.identify(s, st)
-		o.accept(s, f, at, now)
+	if st := o.proc.startTime(pid); st != 0 && st != sl.startTime {
+		o.restart(s, st, at)
+		o.accept(s, inner, f, at, now)
 		return
 	}
 	o.stats.outOfOrder++
+}
+
+// restart makes a slot whose pid now belongs to another process (start time
+// st) a new agent: the old one's owed stall first, then counts, nonce and
+// name afresh.
+func (o *observer) restart(s int32, st uint64, at int64) {
+	sl := &o.tr.slots[s]
+	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
+		o.stall(s, sl.lastBeat+o.threshold, sl.lastBeat+o.threshold, at)
+	}
+	sl.beats, sl.stalls, sl.lastRecov, sl.nonce, sl.innerPid = 0, 0, 0, 0, 0
+	o.identify(s, st)
 }
 
 // identify records what /proc tells of a new process behind a slot's pid,
@@ -116,24 +172,24 @@ func (o *observer) identify(s int32, startTime uint64) {
 	sl.commLen = o.proc.comm(sl.pid, &sl.comm)
 }
 
-// accept records one beat of slot s that arrived at time at: the slot goes
-// to the tail of the active list and a beat event is emitted.
-func (o *observer) accept(s int32, f *Frame, at, now int64) {
+func (o *observer) accept(s int32, inner uint32, f *Frame, at, now int64) {
 	sl := &o.tr.slots[s]
 	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
 		// The pid was silent past its deadline, but the loop reached the
 		// beat before the deadline fired (it was descheduled, or served a
 		// long step): surface the stall it owes first, or the silence
-		// would go unreported.
-		o.stall(s, sl.lastBeat+o.threshold, now)
+		// would go unreported. Its row is stamped with the deadline, so it
+		// comes before the beat's in time as in the file.
+		o.stall(s, sl.lastBeat+o.threshold, sl.lastBeat+o.threshold, now)
 	}
+	sl.innerPid = inner
 	sl.nonce = f.Nonce
 	sl.status = f.Status
 	sl.beats++
 	sl.lastBeat = max(at, sl.lastBeat)
 	o.tr.moveTo(s, slotActive)
 	o.stats.beatsAccepted++
-	o.emit(&event{ns: sl.lastBeat, kind: evBeat, pid: f.Pid, hasNonce: true, nonce: f.Nonce,
+	o.emit(&event{ns: sl.lastBeat, kind: evBeat, pid: sl.pid, hasNonce: true, nonce: f.Nonce,
 		status: f.Status.String(), hasPayloadNum: true, payloadNum: f.Payload}, now)
 }
 
@@ -160,8 +216,20 @@ func (o *observer) evict(s int32, reason string, now int64) {
 
 // judgeDeadlines surfaces due stalls and checks stalled pids for
 // retirement, each within its budget.
+// A pid's deadline is judged only once every datagram queued before it has
+// been read: a beat still waiting in the queue (the loop was late, or the
+// observer frozen) re-arms it instead. The events are stamped with the
+// instant up to which the queue has been read, so they come after every
+// beat row before them and before every one after them.
 func (o *observer) judgeDeadlines(now int64) {
 	tr := o.tr
+	judged := o.judgedTo(now)
+	if d := o.trackerDeadline(); d != 0 && d <= now && d > judged {
+		if o.drainSocket() {
+			o.drained(now) // this read of the queue began after now was read
+		}
+		judged = o.judgedTo(now)
+	}
 	for i := 0; i < stallBudget; i++ {
 		s := tr.active.head
 		if s == noSlot {
@@ -169,39 +237,40 @@ func (o *observer) judgeDeadlines(now int64) {
 		}
 		sl := &tr.slots[s]
 		deadline := sl.lastBeat + o.threshold
-		if deadline > now {
+		if deadline > judged {
 			break
 		}
-		o.stall(s, deadline, now)
+		o.stall(s, deadline, judged, now)
 	}
 	for i := 0; i < livenessBudget; i++ {
 		s := tr.stalled.head
-		if s == noSlot || tr.slots[s].lastBeat+o.retireAfter > now {
+		if s == noSlot || tr.slots[s].lastBeat+o.retireAfter > judged {
 			s = tr.stalledOld.head
-			if s == noSlot || tr.slots[s].nextCheck > now {
+			if s == noSlot || tr.slots[s].nextCheck > judged {
 				break
 			}
 		}
 		if o.proc.alive(tr.slots[s].pid) {
-			tr.slots[s].nextCheck = now + o.retireAfter
+			tr.slots[s].nextCheck = judged + o.retireAfter
 			tr.moveTo(s, slotStalledOld)
 			continue
 		}
 		o.stats.evictedRetired++
-		o.evict(s, "retired", now)
+		o.evict(s, "retired", judged)
 	}
 }
 
 // stall surfaces one stall, at most once per silence: the slot leaves the
-// active list and only an accepted beat puts it back.
-func (o *observer) stall(s int32, deadline, now int64) {
+// active list and only an accepted beat puts it back. Its row is stamped
+// at; now is when it is surfaced (its lateness is now − deadline).
+func (o *observer) stall(s int32, deadline, at, now int64) {
 	sl := &o.tr.slots[s]
 	sl.status = StatusStall
 	sl.stalls++
 	o.tr.moveTo(s, slotStalled)
 	o.stats.stallDelay.observe(now - deadline)
-	o.emit(&event{ns: now, kind: evStall, pid: sl.pid, hasNonce: true, nonce: sl.nonce, status: "stall"}, now)
-	o.log.warn("agent stalled", fInt("pid", int64(sl.pid)), fInt("silent_ms", (now-sl.lastBeat)/1_000_000),
+	o.emit(&event{ns: at, kind: evStall, pid: sl.pid, hasNonce: true, nonce: sl.nonce, status: "stall"}, now)
+	o.log.warn("agent stalled", fInt("pid", int64(sl.pid)), fInt("silent_ms", (at-sl.lastBeat)/1_000_000),
 		fStr("comm", commString(sl)))
 	if o.rec != nil {
 		o.rec.onStall(sl, now)

@@ -139,7 +139,7 @@ func BenchmarkLoopStall(b *testing.B) {
 		nonces[k]++
 		now := monoNow()
 		f := Frame{Pid: agentPid(k), Timestamp: 1, Nonce: nonces[k]}
-		o.accept(s, &f, now-o.threshold, now) // a beat whose deadline is now
+		o.accept(s, 0, &f, now-o.threshold, now) // a beat whose deadline is now
 		before := o.tr.slots[s].stalls
 		o.fireDeadlines(now)
 		if o.tr.slots[s].stalls != before+1 {

@@ -77,14 +77,19 @@ type observer struct {
 	nextHwFeed  int64
 	hwInterval  int64
 
-	lastYield   int64 // monotonic ns of the last runtime.Gosched, see iterate
-	lastArrival int64 // arrival time of the latest datagram, see arrivalTime
-	coal        coalescer
-	stopping    bool
-	signals     atomic.Uint32
-	sigc        chan os.Signal
-	sigDone     chan struct{} // closed when the signal goroutine has returned
-	pollEvents  [maxPollEvents]pollEvent
+	lastYield    int64 // monotonic ns of the last runtime.Gosched, see iterate
+	lastArrival  int64 // arrival time of the latest datagram, see arrivalTime
+	drainedTo    int64 // the queue was found empty by a read that began then, see drainSocket
+	wallOffset   int64 // wall clock − monotonic clock, ns, see checkClockStep
+	clockStepped bool  // the wall clock was stepped since the queue was last empty
+	nsTokens     int64 // rate limit of /proc reads for pid namespaces, see innerPidMatches
+	nsTokensAt   int64
+	coal         coalescer
+	stopping     bool
+	signals      atomic.Uint32
+	sigc         chan os.Signal
+	sigDone      chan struct{} // closed when the signal goroutine has returned
+	pollEvents   [maxPollEvents]pollEvent
 }
 
 func newObserver(cfg config, log *logger) (o *observer, err error) {
@@ -96,6 +101,8 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		startWallNs: time.Now().UnixNano(),
 		startMono:   monoNow(),
 	}
+	mono, wall := clocksNow()
+	o.wallOffset = wall - mono
 	defer func() {
 		if err != nil {
 			o.closeAll()
@@ -264,15 +271,7 @@ func (o *observer) timeout(now int64) int64 {
 			next = d
 		}
 	}
-	if s := o.tr.active.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.threshold)
-	}
-	if s := o.tr.stalled.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.retireAfter)
-	}
-	if s := o.tr.stalledOld.head; s != noSlot {
-		consider(o.tr.slots[s].nextCheck)
-	}
+	consider(o.trackerDeadline())
 	if o.events != nil {
 		consider(o.events.nextDeadline())
 	}
@@ -297,13 +296,42 @@ func (o *observer) timeout(now int64) int64 {
 	return next - now
 }
 
+// trackerDeadline is the nearest deadline of the agents (a stall, a first
+// or a next liveness check), 0 when there is none.
+func (o *observer) trackerDeadline() int64 {
+	next := int64(0)
+	consider := func(d int64) {
+		if next == 0 || d < next {
+			next = d
+		}
+	}
+	if s := o.tr.active.head; s != noSlot {
+		consider(o.tr.slots[s].lastBeat + o.threshold)
+	}
+	if s := o.tr.stalled.head; s != noSlot {
+		consider(o.tr.slots[s].lastBeat + o.retireAfter)
+	}
+	if s := o.tr.stalledOld.head; s != noSlot {
+		consider(o.tr.slots[s].nextCheck)
+	}
+	return next
+}
+
 // drainSocket reads datagrams until EAGAIN or the budget is spent; the
 // level-triggered poller reports the socket again if more are queued. The
 // clocks are read once per batch of datagrams (recvmmsg), after it was
 // taken off the queue: every datagram in it arrived before that instant.
-func (o *observer) drainSocket() {
-	var now, wallNow int64
+// The monotonic clock is also read before each read of the queue: when
+// that read finds the queue empty, every datagram queued before that
+// instant has been judged (drainedTo), and deadlines up to it can be
+// judged without a beat still waiting in the queue. It reports whether it
+// found the queue empty.
+func (o *observer) drainSocket() bool {
+	var now, wallNow, before int64
 	for i := 0; i < recvBudget; i++ {
+		if !o.sock.batchPending() {
+			before = monoNow()
+		}
 		res, errno := o.sock.recv()
 		if errno != 0 {
 			if errno == unix.EINTR {
@@ -311,20 +339,69 @@ func (o *observer) drainSocket() {
 			}
 			if errno != unix.EAGAIN && errno != unix.EWOULDBLOCK {
 				o.ioError(monoNow(), "recvmsg", errno)
+				return false
 			}
-			return
+			o.drained(before)
+			return true
 		}
 		if now == 0 || o.sock.freshBatch() {
 			now, wallNow = clocksNow()
+			o.checkClockStep(now, wallNow)
 		}
 		o.handleDatagram(res, now, wallNow)
 		if o.sock.queueWasEmpty() {
 			// The last batch was short: the queue was empty when it was
 			// read. The level-triggered poller reports anything queued
 			// since; a recvmmsg now would only return EAGAIN.
-			return
+			o.drained(before)
+			return true
 		}
 	}
+	return false
+}
+
+// drained records that the queue was found empty by a read that started at
+// the monotonic instant before.
+func (o *observer) drained(before int64) {
+	o.drainedTo = max(o.drainedTo, before)
+	o.clockStepped = false // every datagram queued before the step is read
+}
+
+// judgedTo is the latest instant up to which every queued datagram has been
+// judged: the queue was empty then, or (FIFO) a datagram that arrived then
+// has been read. Deadlines up to it can be fired, and events stamped with
+// it come after every beat row they follow.
+func (o *observer) judgedTo(now int64) int64 {
+	return min(now, max(o.drainedTo, o.lastArrival))
+}
+
+// clockStepTolerance is how far the wall clock may seem to move against
+// the monotonic clock before it counts as stepped. The two clocks are slewed
+// together (adjtime, NTP), so their difference changes only when the wall
+// clock is set; smaller readings come from a thread descheduled between the
+// two reads, and a step below this shifts arrival times by at most this.
+const clockStepTolerance = 1_000_000
+
+// checkClockStep compares the wall clock's offset from the monotonic clock
+// with the one arrival times are converted with. The kernel stamps
+// datagrams with the wall clock (SO_TIMESTAMPNS): after a step, the
+// datagrams still queued carry stamps of the old clock, so they count from
+// when they are read until the queue has been found empty once.
+func (o *observer) checkClockStep(now, wallNow int64) {
+	d := wallNow - now - o.wallOffset
+	if d > -clockStepTolerance && d < clockStepTolerance {
+		return
+	}
+	// Read again: a thread descheduled between the two clock reads makes
+	// them disagree once; a real step stays.
+	m2, w2 := clocksNow()
+	if d2 := w2 - m2 - o.wallOffset; d2 > -clockStepTolerance && d2 < clockStepTolerance {
+		return
+	}
+	o.log.warn("wall clock stepped: beats still queued count from when they are read",
+		fInt("step_ms", (w2-m2-o.wallOffset)/1_000_000))
+	o.wallOffset = w2 - m2
+	o.clockStepped = true
 }
 
 // fireDeadlines judges the agents' due deadlines (agents.go), flushes the

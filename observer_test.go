@@ -117,13 +117,13 @@ func TestTrackPidReuse(t *testing.T) {
 	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
 	pid := uint32(child.Process.Pid)
 	now := monoNow()
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now, now)
+	o.track(pid, 0, &Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now, now)
 	s := o.tr.lookup(pid)
 	if s == noSlot || o.tr.slots[s].startTime == 0 || o.tr.slots[s].beats != 1 {
 		t.Fatalf("new pid not tracked with its start time: slot %d %+v", s, o.tr.slots[max(s, 0)])
 	}
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now+1, now+1)
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 3}, now+2, now+2)
+	o.track(pid, 0, &Frame{Status: StatusOK, Pid: pid, Nonce: 10}, now+1, now+1)
+	o.track(pid, 0, &Frame{Status: StatusOK, Pid: pid, Nonce: 3}, now+2, now+2)
 	if sl := o.tr.slots[s]; sl.beats != 1 || sl.nonce != 10 || o.stats.outOfOrder != 2 {
 		t.Fatalf("same process, old nonces: beats %d nonce %d outOfOrder %d", sl.beats, sl.nonce, o.stats.outOfOrder)
 	}
@@ -133,7 +133,7 @@ func TestTrackPidReuse(t *testing.T) {
 	o.tr.slots[s].startTime--
 	o.tr.slots[s].stalls = 4
 	later := now + 1 + reuseCheckInterval
-	o.track(&Frame{Status: StatusDegraded, Pid: pid, Nonce: 1}, later, later)
+	o.track(pid, 0, &Frame{Status: StatusDegraded, Pid: pid, Nonce: 1}, later, later)
 	sl := o.tr.slots[s]
 	if sl.beats != 1 || sl.stalls != 0 || sl.nonce != 1 || sl.status != StatusDegraded || sl.lastBeat != later ||
 		sl.startTime != o.proc.startTime(pid) || o.stats.outOfOrder != 2 || o.tr.lookup(pid) != s {
@@ -152,7 +152,7 @@ func TestTimeoutIsNearestDeadline(t *testing.T) {
 		t.Fatalf("idle observer: timeout %d, want -1 (no wake-up)", got)
 	}
 	pid := uint32(os.Getpid())
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 1}, now, now)
+	o.track(pid, 0, &Frame{Status: StatusOK, Pid: pid, Nonce: 1}, now, now)
 	// The beat is buffered for the event file: flush first (100 ms after it,
 	// the same as the stall deadline here), then the stall.
 	if got := o.timeout(now + 30*ms); got != 70*ms {
@@ -203,16 +203,16 @@ func TestLateLoopJudgesBeatsByArrival(t *testing.T) {
 	const ms = int64(1_000_000)
 	pid := uint32(os.Getpid())
 	t0 := monoNow()
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 1}, t0, t0)
+	o.track(pid, 0, &Frame{Status: StatusOK, Pid: pid, Nonce: 1}, t0, t0)
 	s := o.tr.lookup(pid)
 
 	// Queued at 90 ms, read at 150 ms: in time.
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 2}, t0+90*ms, t0+150*ms)
+	o.track(pid, 0, &Frame{Status: StatusOK, Pid: pid, Nonce: 2}, t0+90*ms, t0+150*ms)
 	if sl := o.tr.slots[s]; sl.stalls != 0 || sl.lastBeat != t0+90*ms || sl.list != slotActive {
 		t.Fatalf("beat queued before its deadline: stalls %d lastBeat %+d list %d", sl.stalls, sl.lastBeat-t0, sl.list)
 	}
 	// Queued at 195 ms (105 ms of silence), read at 200 ms: a stall first.
-	o.track(&Frame{Status: StatusOK, Pid: pid, Nonce: 3}, t0+195*ms, t0+200*ms)
+	o.track(pid, 0, &Frame{Status: StatusOK, Pid: pid, Nonce: 3}, t0+195*ms, t0+200*ms)
 	sl := o.tr.slots[s]
 	if sl.stalls != 1 || sl.beats != 3 || sl.status != StatusOK || sl.list != slotActive || sl.lastBeat != t0+195*ms {
 		t.Fatalf("beat after a silence past the threshold: %+v", sl)
@@ -227,22 +227,61 @@ func TestLateLoopJudgesBeatsByArrival(t *testing.T) {
 func TestArrivalTimeConversion(t *testing.T) {
 	o := newTestObserver(t, "--threshold-ms", "100")
 	now, wall := clocksNow()
-	if at := o.arrivalTime(wall-5_000_000, now, wall); at != now-5_000_000 {
+	o.wallOffset = wall - now
+	// However long a datagram waited (a frozen observer), it counts from
+	// when the kernel queued it.
+	if at := o.arrivalTime(wall-10_000_000_000, now); at != now-10_000_000_000 {
+		t.Fatalf("queued 10 s ago: arrival %v before now", time.Duration(now-at))
+	}
+	if at := o.arrivalTime(wall-5_000_000, now); at != now-5_000_000 {
 		t.Fatalf("queued 5 ms ago: arrival %v before now", time.Duration(now-at))
 	}
-	if at := o.arrivalTime(0, now, wall); at != now {
-		t.Fatalf("no timestamp: %d, want now", at-now)
-	}
-	// A timestamp from before a clock step is not trusted, nor one from
-	// the future, and arrival times never go backwards.
-	if got := o.arrivalTime(wall-10_000_000_000, now+1, wall+1); got != now+1 {
-		t.Fatalf("10 s old timestamp: %d, want now", got-now)
-	}
-	if got := o.arrivalTime(wall-20_000_000, now+2, wall+2); got != now+1 {
+	// Arrival times never go backwards, nor come from the future.
+	if got := o.arrivalTime(wall-20_000_000, now+2); got != now-5_000_000 {
 		t.Fatalf("arrival went backwards: %d", got-now)
 	}
-	if got := o.arrivalTime(wall+1_000_000, now+3, wall+3); got != now+3 {
+	if got := o.arrivalTime(wall+1_000_000, now+3); got != now+3 {
 		t.Fatalf("timestamp from the future: %d, want now", got-now)
+	}
+	if at := o.arrivalTime(0, now+4); at != now+4 {
+		t.Fatalf("no timestamp: %d, want now", at-now)
+	}
+	// Nor before an instant up to which the queue was read empty.
+	o.drainedTo = now + 10
+	if at := o.arrivalTime(wall+5, now+20); at != now+10 {
+		t.Fatalf("arrival before the queue was last empty: %d, want %d", at-now, 10)
+	}
+}
+
+// TestClockStepDistrustsQueuedStamps: after the wall clock is set, the
+// stamps of datagrams still queued are of the old clock: they count from
+// when they are read until the queue has been found empty once; then the
+// new offset converts them.
+func TestClockStepDistrustsQueuedStamps(t *testing.T) {
+	o := newTestObserver(t, "--threshold-ms", "100")
+	now, wall := clocksNow()
+	o.wallOffset = wall - now
+	o.checkClockStep(now, wall+50_000) // 50 µs: a thread descheduled between the two reads
+	if o.clockStepped || o.wallOffset != wall-now {
+		t.Fatalf("50 µs taken for a step: stepped %v, offset moved by %d", o.clockStepped, o.wallOffset-(wall-now))
+	}
+	const step = 3_600_000_000_000 // the wall clock set an hour ahead
+	o.wallOffset -= step           // as if the clock had been an hour behind until now
+	mono, w := clocksNow()
+	o.checkClockStep(mono, w)
+	if !o.clockStepped {
+		t.Fatal("a step of an hour not detected")
+	}
+	if d := o.wallOffset - (w - mono); d < -clockStepTolerance || d > clockStepTolerance {
+		t.Fatalf("offset after the step is %d ns off", d)
+	}
+	if at := o.arrivalTime(w-step-1_000_000, mono); at != mono {
+		t.Fatalf("a stamp of the old clock counted from %d, want when read", at-mono)
+	}
+	o.drained(mono)
+	mono2, w2 := clocksNow()
+	if at := o.arrivalTime(w2-2_000_000, mono2); at != max(mono2-2_000_000, mono) {
+		t.Fatalf("after the queue was empty: arrival %d before now", mono2-at)
 	}
 }
 

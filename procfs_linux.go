@@ -114,3 +114,53 @@ func (p *procReader) comm(pid uint32, dst *[16]byte) uint8 {
 	}
 	return uint8(copy(dst[:], p.buf[:n]))
 }
+
+// innerPid returns the pid that pid has in its innermost pid namespace: the
+// last number of the NSpid line of /proc/PID/status (Linux 4.1 and later),
+// which the agent of a container or jail knows as its own pid. ok is false
+// when the line cannot be read or lies past the first buffer of the file.
+func (p *procReader) innerPid(pid uint32) (inner uint32, ok bool) {
+	n := p.read(pid, "status")
+	if n <= 0 {
+		return 0, false
+	}
+	return nsPidInnermost(p.buf[:n])
+}
+
+// nsPidInnermost finds the line "NSpid:\t<pid>\t<pid>…" in a
+// /proc/PID/status text and returns its last pid.
+func nsPidInnermost(status []byte) (uint32, bool) {
+	const key = "NSpid:"
+	for i := 0; i+len(key) <= len(status); {
+		if string(status[i:i+len(key)]) == key {
+			var last, cur uint64
+			digits, seen := false, false
+			for j := i + len(key); j < len(status) && status[j] != '\n'; j++ {
+				c := status[j]
+				switch {
+				case c >= '0' && c <= '9':
+					cur = cur*10 + uint64(c-'0')
+					if cur > 1<<32-1 {
+						return 0, false
+					}
+					digits = true
+				case c == ' ' || c == '\t':
+					if digits {
+						last, seen, cur, digits = cur, true, 0, false
+					}
+				default:
+					return 0, false
+				}
+			}
+			if digits {
+				last, seen = cur, true
+			}
+			return uint32(last), seen
+		}
+		for i < len(status) && status[i] != '\n' {
+			i++
+		}
+		i++
+	}
+	return 0, false
+}

@@ -16,3 +16,5 @@ func (p *procReader) alive(pid uint32) bool {
 }
 
 func (p *procReader) comm(pid uint32, dst *[16]byte) uint8 { return 0 }
+
+func (p *procReader) innerPid(pid uint32) (uint32, bool) { return 0, false }

@@ -40,6 +40,7 @@ type slot struct {
 	status     Status // last status on the wire, or StatusStall
 	commLen    uint8
 	_          uint8
+	innerPid   uint32 // the pid the agent has in its own pid namespace, 0 the same
 	nonce      uint64 // last accepted nonce
 	lastBeat   int64  // observer monotonic ns of the last accepted beat
 	nextCheck  int64  // stalledOld: when to check liveness again
