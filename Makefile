@@ -8,7 +8,7 @@ BIN      := varta-watch
 
 export CGO_ENABLED = 0
 
-.PHONY: all build test test-qemu run demo cross bench fuzz clean
+.PHONY: all build test test-qemu run demo cross package bench fuzz clean
 
 all: build
 
@@ -43,6 +43,11 @@ run: build
 
 cross:
 	./cross
+
+# .deb and .ipk packages for every Linux target of cross, under dist/ and in
+# dist/SHA256SUMS with the binaries (README, "Packages").
+package:
+	./package
 
 # The benchmark suite (BENCHMARKS.md): the Go benchmarks and the end-to-end
 # load scenarios against the built binary, as root, printing one table.
