@@ -81,14 +81,25 @@ func TestContribShellSyntax(t *testing.T) {
 }
 
 // openwrtHarness stands in for /etc/rc.common, functions.sh and procd.sh:
-// UCI options come from UCI_<option> variables and every procd call is
-// printed, one line per call, arguments in brackets.
+// every procd call is printed, one line per call, arguments in brackets.
+// config_get and config_get_bool behave as OpenWrt's /lib/functions.sh
+// does: config_get takes the default when the option is unset or empty
+// (${CONFIG_section_option:-default}), and get_bool maps the true and false
+// words and leaves anything else to the default. The options come from
+// CONFIG_main_* variables, which the test sets from a UCI file as uci_load
+// would (uciOptions).
 const openwrtHarness = `
 config_load() { echo "config_load $1"; }
-config_get() { eval "v=\${UCI_$3-\$4}"; eval "$1=\$v"; }
+config_get() { eval "$1=\${CONFIG_${2}_${3}:-\$4}"; }
 config_get_bool() {
-	config_get "$@"
-	eval "case \$$1 in 1|on|true|yes|enabled) $1=1 ;; *) $1=0 ;; esac"
+	local _tmp
+	config_get _tmp "$2" "$3" "$4"
+	case "$_tmp" in
+	1 | on | true | yes | enabled) _tmp=1 ;;
+	0 | off | false | no | disabled) _tmp=0 ;;
+	*) _tmp="$4" ;;
+	esac
+	eval "$1=\$_tmp"
 }
 mkdir() { printf 'mkdir'; printf ' [%s]' "$@"; echo; }
 procd_open_instance() { echo open_instance; }
@@ -101,7 +112,57 @@ start_service
 service_triggers
 `
 
-func runOpenWrtInit(t *testing.T, uci map[string]string) string {
+// uciOptions reads the options of section 'main' from a UCI file as libuci
+// does: values bare or in single or double quotes, '#' starts a comment,
+// and an option whose value is empty is not stored at all (libuci's
+// uci_set, which the parser calls, returns without creating an option for
+// an empty value), so that config_load never sets its variable.
+func uciOptions(t *testing.T, text string) map[string]string {
+	t.Helper()
+	opts := map[string]string{}
+	inMain := false
+	for n, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		kw, rest, _ := strings.Cut(line, " ")
+		rest = strings.TrimSpace(rest)
+		var words []string
+		for rest != "" && rest[0] != '#' {
+			var w string
+			switch q := rest[0]; q {
+			case '\'', '"':
+				end := strings.IndexByte(rest[1:], q)
+				if end < 0 {
+					t.Fatalf("UCI line %d: unterminated quote: %q", n+1, line)
+				}
+				w, rest = rest[1:1+end], rest[2+end:]
+			default:
+				end := strings.IndexAny(rest, " \t")
+				if end < 0 {
+					end = len(rest)
+				}
+				w, rest = rest[:end], rest[end:]
+			}
+			words = append(words, w)
+			rest = strings.TrimSpace(rest)
+		}
+		switch {
+		case kw == "config" && len(words) == 2:
+			inMain = words[0] == "varta-watch" && words[1] == "main"
+		case kw == "option" && len(words) == 2:
+			if inMain && words[1] != "" {
+				opts[words[0]] = words[1]
+			}
+		default:
+			t.Fatalf("UCI line %d: %q", n+1, line)
+		}
+	}
+	return opts
+}
+
+func runOpenWrtInit(t *testing.T, uci string) string {
 	t.Helper()
 	shell := []string{"sh"}
 	if _, err := exec.LookPath("busybox"); err == nil {
@@ -113,8 +174,8 @@ func runOpenWrtInit(t *testing.T, uci map[string]string) string {
 	}
 	cmd := exec.Command(shell[0], append(shell[1:], harness, "contrib/openwrt/varta-watch.init")...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range uci {
-		cmd.Env = append(cmd.Env, "UCI_"+k+"="+v)
+	for k, v := range uciOptions(t, uci) {
+		cmd.Env = append(cmd.Env, "CONFIG_main_"+k+"="+v)
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -137,7 +198,7 @@ func procdCommand(out string) string {
 }
 
 func TestOpenWrtInitDefaults(t *testing.T) {
-	out := runOpenWrtInit(t, nil)
+	out := runOpenWrtInit(t, "")
 	want := "[/usr/bin/varta-watch] [--socket] [/var/run/varta/varta.sock] [--socket-mode] [0660] [--threshold-ms] [2000]" +
 		" [--export-file] [/var/log/varta/events.tsv] [--export-file-max-bytes] [1048576] [--export-file-keep] [2]" +
 		" [--prom-addr] [127.0.0.1:9100]"
@@ -159,16 +220,17 @@ func TestOpenWrtInitDefaults(t *testing.T) {
 }
 
 func TestOpenWrtInitUCI(t *testing.T) {
-	out := runOpenWrtInit(t, map[string]string{
-		"socket":           "/tmp/v.sock",
-		"threshold_ms":     "500",
-		"tracker_capacity": "64",
-		"export_file":      "",
-		"prom_addr":        "192.168.1.1:9200",
-		"recovery_cmd":     "kill -HUP {pid}",
-		"hw_watchdog":      "/dev/watchdog1",
-		"extra_args":       "--log-format json",
-	})
+	out := runOpenWrtInit(t, `
+config varta-watch 'main'
+	option socket '/tmp/v.sock'
+	option threshold_ms 500
+	option tracker_capacity "64"
+	option export_file 'off'
+	option prom_addr '192.168.1.1:9200'   # the LAN address
+	option recovery_cmd 'kill -HUP {pid}'
+	option hw_watchdog '/dev/watchdog1'
+	option extra_args '--log-format json'
+`)
 	want := "[/usr/bin/varta-watch] [--socket] [/tmp/v.sock] [--socket-mode] [0660] [--threshold-ms] [500]" +
 		" [--tracker-capacity] [64] [--prom-addr] [192.168.1.1:9200] [--recovery-cmd] [kill -HUP {pid}]" +
 		" [--hw-watchdog] [/dev/watchdog1] [--log-format] [json]"
@@ -177,10 +239,75 @@ func TestOpenWrtInitUCI(t *testing.T) {
 	}
 }
 
+// TestOpenWrtInitOffSwitch: 'off' (and the other false words) turns the
+// event file and the metrics endpoint off, as the script's header says.
+// ” cannot: UCI drops the empty option and config_get gives the default,
+// which the header says too (before, the header promised that ” turned
+// them off).
+func TestOpenWrtInitOffSwitch(t *testing.T) {
+	base := "[/usr/bin/varta-watch] [--socket] [/var/run/varta/varta.sock] [--socket-mode] [0660] [--threshold-ms] [2000]"
+	defaults := base + " [--export-file] [/var/log/varta/events.tsv] [--export-file-max-bytes] [1048576] [--export-file-keep] [2]" +
+		" [--prom-addr] [127.0.0.1:9100]"
+	for _, tc := range []struct{ export, prom, want string }{
+		{"off", "off", base},
+		{"0", "no", base},
+		{"disabled", "false", base},
+		{"off", "[::1]:9101", base + " [--prom-addr] [[::1]:9101]"},
+		{"/tmp/e.tsv", "off", base + " [--export-file] [/tmp/e.tsv] [--export-file-max-bytes] [1048576] [--export-file-keep] [2]"},
+		{"", "", defaults},
+	} {
+		out := runOpenWrtInit(t, "config varta-watch 'main'\n\toption export_file '"+tc.export+"'\n\toption prom_addr '"+tc.prom+"'\n")
+		if got := procdCommand(out); got != tc.want {
+			t.Errorf("export_file %q, prom_addr %q: command\n got %s\nwant %s", tc.export, tc.prom, got, tc.want)
+		}
+		if tc.export != "" && tc.export[0] != '/' && strings.Contains(out, "/var/log/varta") {
+			t.Errorf("export_file %q: the event file's directory is still made:\n%s", tc.export, out)
+		}
+	}
+}
+
+// TestOpenWrtInitHeaderExample runs the script with the configuration its
+// own header shows, read from the header: the documented example works.
+func TestOpenWrtInitHeaderExample(t *testing.T) {
+	b, err := os.ReadFile("contrib/openwrt/varta-watch.init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uci []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "#   config "); ok {
+			uci = append(uci, "config "+rest)
+		} else if rest, ok := strings.CutPrefix(line, "#   \toption "); ok && len(uci) > 0 {
+			uci = append(uci, "\toption "+rest)
+		}
+	}
+	if len(uci) < 10 {
+		t.Fatalf("no example configuration found in the header: %q", uci)
+	}
+	out := runOpenWrtInit(t, strings.Join(uci, "\n"))
+	want := "[/usr/bin/varta-watch] [--socket] [/var/run/varta/varta.sock] [--socket-mode] [0660] [--threshold-ms] [2000]" +
+		" [--tracker-capacity] [4096] [--export-file] [/var/log/varta/events.tsv] [--export-file-max-bytes] [1048576]" +
+		" [--export-file-keep] [2] [--prom-addr] [192.168.1.1:9100] [--recovery-cmd] [/etc/init.d/myagent restart]"
+	if got := procdCommand(out); got != want {
+		t.Errorf("command:\n got %s\nwant %s", got, want)
+	}
+	// And the example's prom_addr is one the observer accepts.
+	for _, line := range uci {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "option prom_addr "); ok {
+			addr := strings.Trim(strings.Fields(v)[0], "'")
+			if _, err := parseListenAddr(addr); err != nil {
+				t.Errorf("the header's prom_addr %q: %v", addr, err)
+			}
+		}
+	}
+}
+
 func TestOpenWrtInitDisabled(t *testing.T) {
-	out := runOpenWrtInit(t, map[string]string{"enabled": "0"})
-	if strings.Contains(out, "open_instance") {
-		t.Errorf("enabled=0 still starts an instance:\n%s", out)
+	for _, v := range []string{"0", "off", "no"} {
+		out := runOpenWrtInit(t, "config varta-watch 'main'\n\toption enabled '"+v+"'\n")
+		if strings.Contains(out, "open_instance") {
+			t.Errorf("enabled=%s still starts an instance:\n%s", v, out)
+		}
 	}
 }
 
