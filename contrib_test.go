@@ -723,3 +723,48 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// TestReadmeQuickStart: the Quick start's commands create the directories
+// its observer command uses (the observer creates none), and the logrotate
+// snippet does not signal through pidof, which fails with none or two
+// observers.
+func TestReadmeQuickStart(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	_, quick, ok := strings.Cut(readme, "## Quick start\n")
+	if !ok {
+		t.Fatal("README has no Quick start")
+	}
+	_, block, _ := strings.Cut(quick, "```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	made := map[string]bool{}
+	for _, line := range strings.Split(block, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimPrefix(line, "sudo "), "mkdir -p "); ok {
+			rest, _, _ = strings.Cut(rest, "#")
+			for _, d := range strings.Fields(rest) {
+				made[d] = true
+			}
+		}
+	}
+	words := strings.Fields(strings.ReplaceAll(block, "\\\n", " "))
+	checked := 0
+	for i, w := range words {
+		if (w == "--socket" || w == "--export-file") && i+1 < len(words) {
+			checked++
+			if dir := filepath.Dir(words[i+1]); !made[dir] {
+				t.Errorf("Quick start uses %s %s, but no mkdir -p creates %s:\n%s", w, words[i+1], dir, block)
+			}
+		}
+	}
+	if checked != 2 {
+		t.Errorf("Quick start: found %d of --socket and --export-file:\n%s", checked, block)
+	}
+	_, post, ok := strings.Cut(readme, "    postrotate\n")
+	post, _, _ = strings.Cut(post, "endscript")
+	if !ok || strings.Contains(post, "pidof") || !strings.Contains(post, "/etc/init.d/varta-watch reload") {
+		t.Errorf("README's logrotate postrotate does not use the init script's reload:\n%s", post)
+	}
+}
