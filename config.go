@@ -172,7 +172,13 @@ var flagSpecs = map[string]flagSpec{
 		c.exportKeep = int(x)
 		return err
 	}},
-	"prom-addr":       {set: func(c *config, n, v string) error { c.promAddr = v; return nonEmpty(n, v) }},
+	"prom-addr": {set: func(c *config, n, v string) error {
+		c.promAddr = v
+		if _, err := parseListenAddr(v); err != nil {
+			return flagErrorf("%s: %v", n, err)
+		}
+		return nil
+	}},
 	"prom-token-file": {set: func(c *config, n, v string) error { c.promTokenFile = v; return nonEmpty(n, v) }},
 	"prom-rate-limit-per-sec": {set: func(c *config, n, v string) (err error) {
 		c.promRate, err = parseIntFlag(n, v, 0, 1_000_000)
@@ -276,32 +282,6 @@ func (c *config) validate() error {
 	if c.promTokenFile != "" && c.promAddr == "" {
 		return flagErrorf("--prom-token-file needs --prom-addr")
 	}
-	if c.promAddr != "" {
-		if err := checkHostPort(c.promAddr); err != nil {
-			return flagErrorf("--prom-addr: %v", err)
-		}
-	}
-	return nil
-}
-
-// checkHostPort accepts HOST:PORT and [IPv6]:PORT with a numeric port.
-func checkHostPort(s string) error {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return errorf("%q is not HOST:PORT", s)
-	}
-	host, port := s[:i], s[i+1:]
-	if strings.HasPrefix(host, "[") != strings.HasSuffix(host, "]") {
-		return errorf("%q has an unbalanced [ ]", s)
-	}
-	if !strings.HasPrefix(host, "[") && strings.Contains(host, ":") {
-		return errorf("%q: write an IPv6 host as [addr]:port", s)
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || port == "" {
-		return errorf("%q has no valid port (0..65535)", s)
-	}
-	_ = p
 	return nil
 }
 

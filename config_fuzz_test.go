@@ -21,6 +21,9 @@ func FuzzParseArgs(f *testing.F) {
 	f.Add("--socket-mode=0o\x00-h")
 	f.Add("--socket=/s\x00--threshold-ms=10\x00--socket-queue=0\x00--socket-queue\x0065536")
 	f.Add("--prom-addr\x00[::1]:0\x00--recovery-exec\x00 \x00--")
+	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=router1:9100")
+	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=[::ffff:127.0.0.1]:0")
+	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=[1:2:3:4:5:6:1.2.3.4]:65535\x00--prom-addr=localhost:1")
 	f.Fuzz(func(t *testing.T, line string) {
 		var args []string
 		if line != "" {
@@ -82,6 +85,11 @@ func checkConfigRanges(t *testing.T, args []string, c *config) {
 		bad("both recovery flags", [2]string{c.recoveryCmd, c.recoveryExec})
 	case c.promTokenFile != "" && c.promAddr == "":
 		bad("a token file without an address", c.promTokenFile)
+	}
+	if c.promAddr != "" {
+		if _, err := parseListenAddr(c.promAddr); err != nil {
+			bad("a prom-addr the listener cannot parse", c.promAddr)
+		}
 	}
 }
 

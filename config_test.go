@@ -58,6 +58,13 @@ func TestParseArgsGood(t *testing.T) {
 			}},
 		{"prom ipv6", withReq("--prom-addr", "[::1]:9100"), func(c config) bool { return c.promAddr == "[::1]:9100" }},
 		{"prom any host", withReq("--prom-addr", ":9100"), func(c config) bool { return c.promAddr == ":9100" }},
+		{"prom localhost", withReq("--prom-addr", "localhost:9100"), func(c config) bool { return c.promAddr == "localhost:9100" }},
+		{"prom ipv4-mapped", withReq("--prom-addr", "[::ffff:127.0.0.1]:0"), func(c config) bool {
+			return c.promAddr == "[::ffff:127.0.0.1]:0"
+		}},
+		{"prom last wins", withReq("--prom-addr", "127.0.0.1:1", "--prom-addr", "[::1]:2"), func(c config) bool {
+			return c.promAddr == "[::1]:2"
+		}},
 		{"recovery cmd", withReq("--recovery-cmd", "kill -HUP {pid}", "--recovery-debounce-ms", "0", "--recovery-timeout-ms", "500"),
 			func(c config) bool {
 				return c.recoveryCmd == "kill -HUP {pid}" && c.recoveryDebounceMs == 0 && c.recoveryTimeoutMs == 500
@@ -129,6 +136,13 @@ var badCommandLines = []struct {
 	{withReq("--prom-addr", "127.0.0.1:65536"), "--prom-addr"},
 	{withReq("--prom-addr", "127.0.0.1:"), "--prom-addr"},
 	{withReq("--prom-addr", "::1:9100"), "--prom-addr"},
+	{withReq("--prom-addr", "router1:9100"), "--prom-addr"}, // names are not resolved
+	{withReq("--prom-addr", "router1.example.net:9100"), "--prom-addr"},
+	{withReq("--prom-addr", "[::ffff:127.0.0.1:0"), "--prom-addr"},
+	{withReq("--prom-addr", "[fe80::1%eth0]:9100"), "--prom-addr"},
+	{withReq("--prom-addr", "300.1.1.1:9100"), "--prom-addr"},
+	{withReq("--prom-addr", ""), "--prom-addr"},
+	{withReq("--prom-addr", "router1:9100", "--prom-addr", "127.0.0.1:0"), "--prom-addr"}, // a bad value is not hidden by a later one
 	{withReq("--prom-token-file", "/t"), "--prom-token-file"},
 	{withReq("--prom-rate-limit-per-sec", "-1"), "--prom-rate-limit-per-sec"},
 	{withReq("--prom-rate-limit-burst", "b"), "--prom-rate-limit-burst"},

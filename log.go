@@ -175,6 +175,13 @@ func (l *logger) flush(timeout time.Duration) {
 	}
 }
 
+// jsonLine formats one JSON log line without a logger, for a bad command
+// line: --log-format json was given, but no logger runs yet.
+func jsonLine(lv logLevel, msg string, fs ...field) string {
+	l := logger{json: true}
+	return string(l.appendRecord(nil, lv, msg, fs))
+}
+
 // appendRecord appends one formatted line.
 func (l *logger) appendRecord(b []byte, lv logLevel, msg string, fs []field) []byte {
 	now := time.Now().UnixNano()

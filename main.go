@@ -58,12 +58,17 @@ func guardSignals() {
 func realMain(args []string, stdout, stderr io.Writer) (status int) {
 	cfg, err := parseArgs(args)
 	if err != nil {
+		line := sprintf("varta-watch: %v\n", err)
+		if cfg.logJSON {
+			// --log-format json came before the mistake: a log shipper
+			// parsing stderr gets the line that names it as JSON too.
+			line = jsonLine(levelError, "bad command line", fStr("err", err.Error()))
+		}
 		var fe *flagError
 		if errors.As(err, &fe) {
-			io.WriteString(stderr, sprintf("varta-watch: %v\n\n%s", err, usageText))
-			return 2
+			line += "\n" + usageText // the usage stays text: it is for a person
 		}
-		io.WriteString(stderr, sprintf("varta-watch: %v\n", err))
+		io.WriteString(stderr, line)
 		return 2
 	}
 	if cfg.showHelp {
@@ -89,10 +94,19 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 			status = 1
 		}
 	}()
+	// fail reports what ends the observer: one line, JSON with
+	// --log-format json (through the logger, after the lines it holds).
+	fail := func(msg string, err error) int {
+		if cfg.logJSON {
+			log.error(msg, fStr("err", err.Error()))
+		} else {
+			io.WriteString(stderr, sprintf("varta-watch: %v\n", err))
+		}
+		return 1
+	}
 	o, err = newObserver(cfg, log)
 	if err != nil {
-		io.WriteString(stderr, sprintf("varta-watch: %v\n", err))
-		return 1
+		return fail("start failed", err)
 	}
 	if o.prom != nil {
 		// A stdout nobody reads any more does not stop the observer
@@ -104,8 +118,7 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 		}
 	}
 	if err := o.run(); err != nil {
-		io.WriteString(stderr, sprintf("varta-watch: %v\n", err))
-		return 1
+		return fail("stopped by an error", err)
 	}
 	return 0
 }

@@ -150,7 +150,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		o.hwInterval = int64(o.hwdog.interval())
 	}
 	if o.notify, err = newSdNotifier(); err != nil {
-		return o, errorf("NOTIFY_SOCKET: %v", err)
+		return o, err // each error of newSdNotifier names its variable
 	}
 	o.sdInterval = int64(o.notify.watchdogInterval())
 	if cfg.shutdownAfterSecs > 0 {

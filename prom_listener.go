@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,38 +10,16 @@ import (
 // The metrics endpoint's listener: the listen address, the non-blocking
 // listening socket, and accepting connections into the fixed set.
 
-// resolveListenAddr turns HOST:PORT into a socket address. HOST is an IP
-// literal ([::1] for IPv6), "localhost" (127.0.0.1) or empty (every
-// address: IPv6 and, dual-stack, IPv4). Names are not looked up: the
-// resolver (package net) added 0.33 MB to the linux/armv7 binary,
-// and a listen address is a local fact the operator knows.
+// resolveListenAddr turns HOST:PORT (parseListenAddr) into a socket address.
 func resolveListenAddr(addr string) (family int, sa unix.Sockaddr, err error) {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return 0, nil, errorf("%q is not HOST:PORT", addr)
-	}
-	host, portStr := addr[:i], addr[i+1:]
-	port, err := strconv.ParseUint(portStr, 10, 16)
+	a, err := parseListenAddr(addr)
 	if err != nil {
-		return 0, nil, errorf("bad port %q", portStr)
+		return 0, nil, err
 	}
-	switch {
-	case host == "":
-		return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port)}, nil
-	case host == "localhost":
-		return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte{127, 0, 0, 1}}, nil
-	case strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]"):
-		ip, ok := parseIPv6(host[1 : len(host)-1])
-		if !ok {
-			return 0, nil, errorf("%q is not an IPv6 address", host)
-		}
-		return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port), Addr: ip}, nil
+	if a.v6 {
+		return unix.AF_INET6, &unix.SockaddrInet6{Port: a.port, Addr: a.ip6}, nil
 	}
-	ip, ok := parseIPv4(host)
-	if !ok {
-		return 0, nil, errorf("host %q is not an IP address (names are not resolved; use an address, [IPv6] or localhost)", host)
-	}
-	return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: ip}, nil
+	return unix.AF_INET, &unix.SockaddrInet4{Port: a.port, Addr: a.ip4}, nil
 }
 
 func (p *promServer) listen(addr string) error {
