@@ -2,8 +2,9 @@
 
 package main
 
-// End-to-end tests of recovery: the real binary, real agents that hang,
-// real recovery commands, and /proc to see what became of the children.
+// End-to-end tests of recovery (contract §7): the real binary, real agents
+// that hang, real recovery commands, and /proc to see what became of the
+// children.
 
 import (
 	"fmt"
