@@ -6,7 +6,6 @@ package main
 import (
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -46,7 +45,7 @@ func TestE2ECommandLine(t *testing.T) {
 	}
 	// Both spellings of a value start a working observer.
 	for _, args := range [][]string{{"--threshold-ms=100", "--socket-mode=0o600"}, {"--threshold-ms", "100", "--socket-mode", "0600"}} {
-		p := startObserver(t, args...)
+		p := startObserver(t, observerOpts{args: args})
 		a := runAgent(t, p.socket, "--count", "1")
 		p.waitKind("beat", a.pid, 1)
 		if code := p.stop(); code != 0 {
@@ -73,12 +72,13 @@ func TestE2EStartFailuresNameThePath(t *testing.T) {
 		busy.Addr().String(): {[]string{"--prom-addr", busy.Addr().String()}},
 	} {
 		args := append([]string{"--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100"}, c.args...)
-		out, err := exec.Command(observerBin, args...).CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-			t.Errorf("%v: %v\n%s", c.args, err, out)
+		code, stdout, stderr := runObserverToExit(t, args...)
+		out := stdout + stderr
+		if code != 1 {
+			t.Errorf("%v: exit %d\n%s", c.args, code, out)
 			continue
 		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 1 || !strings.Contains(lines[0], name) {
 			t.Errorf("%v: want one line naming %s, got:\n%s", c.args, name, out)
 		}

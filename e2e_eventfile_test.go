@@ -20,7 +20,7 @@ import (
 )
 
 func TestE2ESIGHUPReopensEventFile(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	a := startAgent(t, p.socket, "--interval-ms", "10")
 	p.waitEvents(5*time.Second, "beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", a.pid) >= 3 })
 	if err := os.Rename(p.events, p.events+".1"); err != nil {
@@ -47,8 +47,8 @@ func TestE2ESIGHUPReopensEventFile(t *testing.T) {
 
 func TestE2ERotationKeepsEveryLine(t *testing.T) {
 	const maxBytes = 4000
-	p := startObserver(t, "--threshold-ms", "5000", "--prom-addr", "127.0.0.1:0",
-		"--export-file-max-bytes", strconv.Itoa(maxBytes), "--export-file-keep", "1000")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000", "--prom-addr", "127.0.0.1:0",
+		"--export-file-max-bytes", strconv.Itoa(maxBytes), "--export-file-keep", "1000"}})
 	a := runAgent(t, p.socket, "--interval-ms", "1", "--count", "600")
 	body := scrapeE2E(t, p, nil)
 	accepted, _ := strconv.Atoi(sampleValue(body, `varta_beats_total{pid="`+a.pid+`"}`))
@@ -124,8 +124,8 @@ func TestRotationIgnoresPlantedLinks(t *testing.T) {
 	must(os.Symlink(victim, events+".1"))
 	must(os.Link(hardVictim, events+".2"))
 	must(os.Symlink(absent, events+".3"))
-	o := startObserver(t, "--threshold-ms", "5000", "--export-file", events,
-		"--export-file-max-bytes", "2000", "--export-file-keep", "3")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000", "--export-file", events,
+		"--export-file-max-bytes", "2000", "--export-file-keep", "3"}})
 	a := runAgent(t, o.socket, "--count", "400", "--interval-ms", "1")
 	// Rotation happens between flushes: wait until the newest generation
 	// shows the last beat.
@@ -189,7 +189,7 @@ func TestSymlinkAtExportFile(t *testing.T) {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
 		}
-		code, stderr := runHostileObserver(t, "--socket", sock, "--threshold-ms", "100",
+		code, _, stderr := runObserverToExit(t, "--socket", sock, "--threshold-ms", "100",
 			"--export-file", link, "--shutdown-after-secs", "1")
 		if code != 1 || !strings.Contains(stderr, link) || !strings.Contains(stderr, "symbolic link; refusing") {
 			t.Errorf("symlink to %s at --export-file: exit %d, stderr %q; want 1 and a line naming the path and the symlink", target, code, stderr)
@@ -224,7 +224,7 @@ func TestHardLinkAtExportFile(t *testing.T) {
 	if err := os.Link(victim, link); err != nil {
 		t.Skipf("cannot make a hard link: %v", err)
 	}
-	code, stderr := runHostileObserver(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
+	code, _, stderr := runObserverToExit(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
 		"--export-file", link, "--shutdown-after-secs", "1")
 	if code != 1 || !strings.Contains(stderr, link) || !strings.Contains(stderr, "hard link") {
 		t.Errorf("hard link at --export-file: exit %d, stderr %q; want 1 and a line naming the path and the link", code, stderr)
@@ -233,7 +233,7 @@ func TestHardLinkAtExportFile(t *testing.T) {
 		t.Errorf("victim changed: %q, %v", data, err)
 	}
 
-	o := startObserver(t, "--threshold-ms", "5000")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000"}})
 	runAgent(t, o.socket, "--count", "1", "--interval-ms", "0")
 	o.waitEvents(5*time.Second, "a beat", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 1 })
 	if err := os.Rename(o.events, o.events+".old"); err != nil {
@@ -259,7 +259,7 @@ func TestHardLinkAtExportFile(t *testing.T) {
 // observer to reopen it. The reopen must refuse the link, record why (an
 // io event), keep writing to the file it has and leave the victim alone.
 func TestSymlinkSwappedAtExportFileOnSIGHUP(t *testing.T) {
-	o := startObserver(t, "--threshold-ms", "5000")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000"}})
 	victim := filepath.Join(o.dir, "victim")
 	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -306,7 +306,7 @@ func TestFIFOAtExportFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		code, stderr := runHostileObserver(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
+		code, _, stderr := runObserverToExit(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
 			"--export-file", fifo, "--shutdown-after-secs", "1")
 		if took := time.Since(start); took > 5*time.Second {
 			t.Errorf("observer took %v with a FIFO at --export-file", took)
@@ -317,7 +317,7 @@ func TestFIFOAtExportFile(t *testing.T) {
 	})
 	t.Run("on_reopen", func(t *testing.T) {
 		const threshold = 200 * time.Millisecond
-		o := startObserver(t, "--threshold-ms", "200")
+		o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "200"}})
 		if err := os.Rename(o.events, o.events+".old"); err != nil {
 			t.Fatal(err)
 		}
@@ -351,7 +351,7 @@ func TestE2EEventFileOnFullDisk(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skip("no /dev/full here")
 	}
-	p := startObserver(t, "--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", "--export-file", "/dev/full")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", "--export-file", "/dev/full"}})
 	a := startAgent(t, p.socket, "--interval-ms", "5", "--hang-after", "20")
 	body := waitScrape(t, p, 5*time.Second, "a stall and write errors", func(b string) bool {
 		n, _ := strconv.Atoi(sampleValue(b, "varta_export_write_errors_total"))
@@ -378,7 +378,7 @@ func TestEventFileFullDisk(t *testing.T) {
 	const threshold = 200 * time.Millisecond
 	mnt := mountTinyTmpfs(t, "64k")
 	events := filepath.Join(mnt, "events.tsv")
-	o := startObserver(t, "--threshold-ms", "200", "--export-file", events, "--prom-addr", "127.0.0.1:0")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "200", "--export-file", events, "--prom-addr", "127.0.0.1:0"}})
 	filler := filepath.Join(mnt, "filler")
 	fillDisk(t, filler)
 	healthy := startAgent(t, o.socket, "--interval-ms", "5")

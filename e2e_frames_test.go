@@ -28,7 +28,7 @@ import (
 )
 
 func TestE2ETruncatedDatagramsMakeNoEvents(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	frame := wireFrame(0, 100, 1, 1, 0)
 	runAgent(t, p.socket,
 		"--hex", "",
@@ -50,7 +50,7 @@ func TestE2ETruncatedDatagramsMakeNoEvents(t *testing.T) {
 }
 
 func TestE2EDecodeErrorsInSpecOrder(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--prom-addr", "127.0.0.1:0"}})
 	const ok, deg, crit, stall = 0, 1, 2, 3
 	max := ^uint64(0)
 	cases := []struct {
@@ -132,7 +132,7 @@ func TestE2EDecodeErrorsInSpecOrder(t *testing.T) {
 // them 32 bytes with the right magic and version, are each counted or
 // judged, and the observer keeps serving.
 func TestE2EGarbageNeverHurts(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	rng := rand.New(rand.NewPCG(2, 3))
 	var args []string
 	frames := 0
@@ -163,7 +163,7 @@ func TestE2EGarbageNeverHurts(t *testing.T) {
 }
 
 func TestE2ESpoofedPidIsMismatchNotBeat(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--prom-addr", "127.0.0.1:0"}})
 	other := strconv.Itoa(os.Getpid())
 	a := runAgent(t, p.socket, "--pid", other, "--count", "3", "--interval-ms", "30")
 	evs := p.syncObserver(t)
@@ -190,8 +190,8 @@ func TestHostileSpoofedPids(t *testing.T) {
 	const count = 40
 	dir := shortTempDir(t)
 	marker := filepath.Join(dir, "recovered")
-	o := startObserver(t, "--threshold-ms", "100",
-		"--recovery-cmd", "touch "+marker+".{pid}", "--recovery-debounce-ms", "0")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100",
+		"--recovery-cmd", "touch " + marker + ".{pid}", "--recovery-debounce-ms", "0"}})
 	victims := []int{liveProcess(t), o.cmd.Process.Pid, os.Getpid()}
 	var spoofers []*reportingAgent
 	for _, v := range victims {
@@ -264,7 +264,7 @@ func TestKernelAttestedSendAs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("SCM_CREDENTIALS naming another pid needs CAP_SYS_ADMIN; run as root")
 	}
-	o := startObserver(t, "--threshold-ms", "5000")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000"}})
 	x, y := liveProcess(t), liveProcess(t)
 	c, err := vlpclient.Dial(o.socket)
 	if err != nil {
@@ -305,7 +305,7 @@ func TestKernelAttestedSendAs(t *testing.T) {
 }
 
 func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	type want struct {
 		status, payload string
 		nonces          []string
@@ -347,7 +347,7 @@ func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
 }
 
 func TestE2EDuplicateNonceDropped(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	a := runAgent(t, p.socket, "--count", "4", "--repeat", "3", "--interval-ms", "40")
 	evs := p.syncObserver(t)
 	var nonces []string
@@ -373,7 +373,7 @@ func TestE2EDuplicateNonceDropped(t *testing.T) {
 }
 
 func TestE2ENonceWrapAccepted(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	a := runAgent(t, p.socket, "--count", "5", "--start-nonce", "18446744073709551613", "--interval-ms", "30")
 	b := runAgent(t, p.socket, "--count", "4", "--start-nonce", "18446744073709551612", "--nonce-step", "2", "--interval-ms", "30")
 	evs := p.syncObserver(t)
@@ -394,7 +394,7 @@ func TestE2ENonceWrapAccepted(t *testing.T) {
 }
 
 func TestE2ETerminalFrame(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	a := runAgent(t, p.socket, "--count", "3", "--terminal", "--interval-ms", "30", "--payload", "9")
 	// A terminal frame sent twice: the first is accepted, the second is not
 	// newer than itself.
@@ -418,7 +418,7 @@ func TestE2ETerminalFrame(t *testing.T) {
 
 func TestE2ETrackerCapacity(t *testing.T) {
 	const retire = 10 * 100 * time.Millisecond
-	p := startObserver(t, "--threshold-ms", "100", "--tracker-capacity", "2", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--tracker-capacity", "2", "--prom-addr", "127.0.0.1:0"}})
 	hung := startAgent(t, p.socket, "--interval-ms", "30", "--hang-after", "3")
 	busy := startAgent(t, p.socket, "--interval-ms", "20")
 	p.waitKind("beat", hung.pid, 3)
@@ -472,7 +472,7 @@ func TestE2ETrackerCapacity(t *testing.T) {
 }
 
 func TestE2EStallOncePerSilenceRearmedByBeat(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 	a := startAgent(t, p.socket, "--interval-ms", "20")
 	p.waitKind("beat", a.pid, 2)
 	// SIGSTOP freezes the agent: the same process, silent. SIGCONT resumes it.
@@ -514,7 +514,7 @@ func TestE2EStallOncePerSilenceRearmedByBeat(t *testing.T) {
 func TestE2EStallOnTimeWhileOthersBeat(t *testing.T) {
 	const threshold = 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		p := startObserver(t, "--threshold-ms", "100")
+		p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 		var busy, hung []*agentProc
 		for i := 0; i < 3; i++ {
 			busy = append(busy, startAgent(t, p.socket, "--interval-ms", "10"))
@@ -553,7 +553,7 @@ func TestE2EStallOnTimeWhileOthersBeat(t *testing.T) {
 
 func TestE2ERetirementOfDeadPidsOnly(t *testing.T) {
 	const retire = 10 * 50 * time.Millisecond
-	p := startObserver(t, "--threshold-ms", "50")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50"}})
 	dead := startAgent(t, p.socket, "--interval-ms", "10")
 	hung := startAgent(t, p.socket, "--interval-ms", "30", "--hang-after", "3")
 	p.waitKind("beat", dead.pid, 2)
@@ -588,7 +588,7 @@ func TestE2ERetirementOfDeadPidsOnly(t *testing.T) {
 }
 
 func TestE2ERetiredAgentLeavesMetrics(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "50", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "10")
 	waitScrape(t, p, 5*time.Second, "the agent's series", func(b string) bool {
 		return sampleValue(b, `varta_beats_total{pid="`+a.pid+`"}`) != ""
@@ -678,7 +678,7 @@ func sum(m map[string]int) (n int) {
 // agents never stall, and the hung ones stall on time.
 func TestHostileFloodRandomDatagrams(t *testing.T) {
 	const threshold = 300 * time.Millisecond
-	o := startObserver(t, "--threshold-ms", "300", "--prom-addr", "127.0.0.1:0")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "300", "--prom-addr", "127.0.0.1:0"}})
 	schedBefore := takeSchedSnapshot(o)
 	healthy := []*reportingAgent{
 		startReportingAgent(t, o.socket, "--interval-ms", "20"),
@@ -883,7 +883,7 @@ func TestHostileFloodingAgent(t *testing.T) {
 
 func testFloodingAgent(t *testing.T, mode string) {
 	const threshold = 300 * time.Millisecond
-	o := startObserver(t, "--threshold-ms", "300")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "300"}})
 	schedBefore := takeSchedSnapshot(o)
 	floodArgs := []string{"--interval-ms", "0"}
 	if mode == "repeat" {

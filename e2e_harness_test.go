@@ -123,34 +123,36 @@ type observerProc struct {
 	waitErr  error
 }
 
-// startObserver runs the observer with args. --socket and --export-file
-// default to files in a fresh directory unless args name them; it returns
-// once the socket exists (and, with --prom-addr, the address is printed).
-func startObserver(t testing.TB, args ...string) *observerProc {
-	t.Helper()
-	binaries(t)
-	return startObserverCmd(t, []string{observerBin}, nil, args...)
+// observerOpts says how startObserver runs the observer. The zero value
+// runs the host build with the test's environment and no flags beyond the
+// defaults below.
+type observerOpts struct {
+	// args are the flags. --socket and --export-file default to files in
+	// a fresh directory unless args name them.
+	args []string
+	// argv0 is the command prefix instead of the host build: another
+	// build, an emulator ({"qemu-arm-static", "/tmp/x/varta-watch"}), or
+	// a shell that sets a limit and execs the observer.
+	argv0 []string
+	// env entries are added to the test's environment.
+	env []string
+	// stderr, when set, is where the observer's stderr goes instead of
+	// p.stderr (which then stays empty).
+	stderr *os.File
 }
 
-// startObserverCmd is startObserver for another build of the observer or
-// another environment: argv0 is the command prefix, e.g.
-// {"qemu-arm-static", "/tmp/x/varta-watch"}; env entries are added to the
-// test's environment.
-func startObserverCmd(t testing.TB, argv0, env []string, args ...string) *observerProc {
+// startObserver runs the observer as opts says and returns once its socket
+// exists (and, with --prom-addr, once it has printed the address). It is
+// killed at the end of the test if still running; its stderr is logged if
+// the test failed.
+func startObserver(t testing.TB, opts observerOpts) *observerProc {
 	t.Helper()
-	return startObserverWith(t, argv0, env, nil, args...)
-}
-
-// startObserverStderr is startObserver with the observer's stderr going to
-// the file stderr (p.stderr stays empty).
-func startObserverStderr(t testing.TB, stderr *os.File, args ...string) *observerProc {
-	t.Helper()
-	binaries(t)
-	return startObserverWith(t, []string{observerBin}, nil, stderr, args...)
-}
-
-func startObserverWith(t testing.TB, argv0, env []string, stderr *os.File, args ...string) *observerProc {
-	t.Helper()
+	argv0 := opts.argv0
+	args := append([]string(nil), opts.args...) // appended to below
+	if len(argv0) == 0 {
+		binaries(t)
+		argv0 = []string{observerBin}
+	}
 	p := &observerProc{t: t, dir: shortTempDir(t), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.socket = filepath.Join(p.dir, "s.sock")
 	p.events = filepath.Join(p.dir, "events.tsv")
@@ -178,10 +180,10 @@ func startObserverWith(t testing.TB, argv0, env []string, stderr *os.File, args 
 	_, wantProm := has("--prom-addr")
 	p.cmd = exec.Command(argv0[0], append(append([]string{}, argv0[1:]...), args...)...)
 	p.cmd.Stderr = p.stderr
-	if stderr != nil {
-		p.cmd.Stderr = stderr
+	if opts.stderr != nil {
+		p.cmd.Stderr = opts.stderr
 	}
-	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Env = append(os.Environ(), opts.env...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -268,29 +270,6 @@ func runObserverToExit(t *testing.T, args ...string) (int, string, string) {
 		t.Fatalf("observer %q still running after 10s", args)
 		return 0, "", ""
 	}
-}
-
-// runHostileObserver runs the observer to completion (10 s at most) and
-// returns its exit status and stderr.
-func runHostileObserver(t *testing.T, args ...string) (int, string) {
-	t.Helper()
-	binaries(t)
-	cmd := exec.Command(observerBin, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("observer %q still running after 10s", args)
-	}
-	return cmd.ProcessState.ExitCode(), stderr.String()
 }
 
 // signal sends sig to the observer.

@@ -5,14 +5,12 @@ package main
 // hold connections, dribble, flood or exhaust descriptors.
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +21,7 @@ import (
 )
 
 func TestE2EHTTPRoutes(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	cases := []struct {
 		method, path string
 		code         int
@@ -97,7 +95,7 @@ func TestE2EBearerToken(t *testing.T) {
 	dir := shortTempDir(t)
 	tokenFile := filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte("\n  correct-horse \n"), 0o600)
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0", "--prom-token-file", tokenFile)
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0", "--prom-token-file", tokenFile}})
 	for hdr, want := range map[string]int{
 		"":                      401,
 		"Bearer wrong":          401,
@@ -130,14 +128,13 @@ func TestE2EBearerToken(t *testing.T) {
 	loose := filepath.Join(dir, "loose")
 	os.WriteFile(loose, []byte("tok"), 0o644)
 	os.Chmod(loose, 0o644)
-	binaries(t)
-	cmd := exec.Command(observerBin, "--socket", filepath.Join(dir, "s2.sock"), "--threshold-ms", "100",
+	code, stdout, stderr := runObserverToExit(t, "--socket", filepath.Join(dir, "s2.sock"), "--threshold-ms", "100",
 		"--prom-addr", "127.0.0.1:0", "--prom-token-file", loose)
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("group/world-readable token file: %v\n%s", err, out)
+	out := stdout + stderr
+	if code != 1 {
+		t.Fatalf("group/world-readable token file: exit %d\n%s", code, out)
 	}
-	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], loose) {
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(lines[0], loose) {
 		t.Fatalf("want one line naming %s, got:\n%s", loose, out)
 	}
 }
@@ -148,7 +145,7 @@ func TestE2EIPv6Loopback(t *testing.T) {
 	} else {
 		l.Close()
 	}
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "[::1]:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "[::1]:0"}})
 	if !strings.HasPrefix(p.promAddr, "[::1]:") {
 		t.Fatalf("printed address %q", p.promAddr)
 	}
@@ -156,8 +153,8 @@ func TestE2EIPv6Loopback(t *testing.T) {
 }
 
 func TestE2ERateLimit(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0",
-		"--prom-rate-limit-per-sec", "1", "--prom-rate-limit-burst", "2")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0",
+		"--prom-rate-limit-per-sec", "1", "--prom-rate-limit-burst", "2"}})
 	ok, refused := 0, 0
 	for i := 0; i < 5; i++ {
 		if r, err := httpDo(t, "GET", p.promAddr, "/metrics", nil); err == nil && r.code == 200 {
@@ -180,7 +177,7 @@ func TestE2ERateLimit(t *testing.T) {
 // a request: a stall is still surfaced on time and a scrape is still served.
 func TestE2EIdleConnectionsDelayNothing(t *testing.T) {
 	const thresholdMs = 100
-	p := startObserver(t, "--threshold-ms", strconv.Itoa(thresholdMs), "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", strconv.Itoa(thresholdMs), "--prom-addr", "127.0.0.1:0"}})
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -228,7 +225,7 @@ func TestE2EIdleConnectionsDelayNothing(t *testing.T) {
 // must be counted.
 func TestHostileScrapers(t *testing.T) {
 	const threshold = 300 * time.Millisecond
-	o := startObserver(t, "--threshold-ms", "300", "--prom-addr", "127.0.0.1:0")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "300", "--prom-addr", "127.0.0.1:0"}})
 	fdsBefore := observerFds(t, o)
 	schedBefore := takeSchedSnapshot(o)
 	healthyFrom := observerNow()
@@ -433,24 +430,10 @@ func TestE2EOutOfDescriptors(t *testing.T) {
 		t.Skip("reads /proc/PID/stat")
 	}
 	binaries(t)
-	dir := shortTempDir(t)
-	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 32 && exec "$0" "$@"`, observerBin,
-		"--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no address: %v\n%s", err, stderr.String())
-	}
-	p := &observerProc{t: t, promAddr: strings.TrimSpace(line)}
+	p := startObserver(t, observerOpts{
+		argv0: []string{"/bin/sh", "-c", `ulimit -n 32 && exec "$0" "$@"`, observerBin},
+		args:  []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"},
+	})
 	var conns []net.Conn
 	for i := 0; i < 60; i++ {
 		c, err := net.Dial("tcp", p.promAddr)
@@ -461,7 +444,7 @@ func TestE2EOutOfDescriptors(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	cpu := func() float64 {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -482,7 +465,7 @@ func TestE2EOutOfDescriptors(t *testing.T) {
 	if v, _ := strconv.Atoi(sampleValue(body, "varta_io_errors_total")); v == 0 {
 		t.Errorf("accept failures not counted")
 	}
-	if c := strings.Count(stderr.String(), "cannot accept connections"); c != 1 {
-		t.Errorf("accept failure logged %d times, want once:\n%s", c, stderr.String())
+	if c := strings.Count(p.stderr.String(), "cannot accept connections"); c != 1 {
+		t.Errorf("accept failure logged %d times, want once:\n%s", c, p.stderr.String())
 	}
 }

@@ -28,7 +28,7 @@ import (
 func TestE2ESignalsExitCleanly(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			p := startObserver(t, "--threshold-ms", "100")
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 			a := runAgent(t, p.socket, "--count", "3", "--interval-ms", "30")
 			p.waitKind("beat", a.pid, 3)
 			// Queued right before the signal; the agent retries each
@@ -99,7 +99,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("standing in for other pids needs CAP_SYS_ADMIN; run as root")
 	}
-	o := startObserver(t, "--threshold-ms", "1000")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	const senders = 4
 	var sentCount [senders]atomic.Uint64
 	pids := make([]int, senders)
@@ -176,7 +176,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 func TestE2EShutdownAfterSecs(t *testing.T) {
 	start := time.Now()
-	p := startObserver(t, "--threshold-ms", "100", "--shutdown-after-secs", "2")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--shutdown-after-secs", "2"}})
 	a := runAgent(t, p.socket, "--count", "2", "--interval-ms", "30")
 	agentInTime := true
 	select {
@@ -257,8 +257,10 @@ func TestSystemdNotifyLifecycle(t *testing.T) {
 		}
 		t.Run(map[bool]string{false: "path", true: "abstract"}[abstract], func(t *testing.T) {
 			l := listenNotifyE2E(t, name)
-			p := startObserverCmd(t, []string{observerBinary(t)},
-				[]string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=200000"}, "--threshold-ms", "1000")
+			p := startObserver(t, observerOpts{
+				env:  []string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=200000"},
+				args: []string{"--threshold-ms", "1000"},
+			})
 			if m := l.next(5 * time.Second); m != "READY=1" {
 				t.Fatalf("first notify message %q, want READY=1", m)
 			}
@@ -296,8 +298,10 @@ func TestSystemdNotifyLifecycle(t *testing.T) {
 func TestSystemdWatchdogForAnotherPidIsIgnored(t *testing.T) {
 	name := filepath.Join(shortTempDir(t), "notify.sock")
 	l := listenNotifyE2E(t, name)
-	p := startObserverCmd(t, []string{observerBinary(t)},
-		[]string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=100000", "WATCHDOG_PID=1"}, "--threshold-ms", "1000")
+	p := startObserver(t, observerOpts{
+		env:  []string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=100000", "WATCHDOG_PID=1"},
+		args: []string{"--threshold-ms", "1000"},
+	})
 	if m := l.next(5 * time.Second); m != "READY=1" {
 		t.Fatalf("first notify message %q, want READY=1", m)
 	}
@@ -307,11 +311,6 @@ func TestSystemdWatchdogForAnotherPidIsIgnored(t *testing.T) {
 	p.stop()
 }
 
-func observerBinary(t *testing.T) string {
-	binaries(t)
-	return observerBin
-}
-
 func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 	for _, clean := range []bool{true, false} {
 		t.Run(map[bool]string{true: "clean", false: "killed"}[clean], func(t *testing.T) {
@@ -319,7 +318,7 @@ func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 			if err := os.WriteFile(dev, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			p := startObserver(t, "--threshold-ms", "1000", "--hw-watchdog", dev)
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--hw-watchdog", dev}})
 			// A regular file has no WDIOC_GETTIMEOUT: the feed interval is 1s.
 			deadline := time.Now().Add(5 * time.Second)
 			for {
@@ -369,7 +368,7 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 			if queueFlag != "" {
 				args = append(args, "--socket-queue", queueFlag)
 			}
-			p := startObserver(t, args...)
+			p := startObserver(t, observerOpts{args: args})
 			runAgent(t, p.socket, "--count", "30", "--interval-ms", "5")
 			p.waitEvents(10*time.Second, "30 beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 30 })
 			gauge := metricValue(t, scrapeE2E(t, p, nil), "varta_socket_queue_datagrams")
@@ -446,7 +445,7 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	}
 	defer r.Close()
 	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096) // one page: a few dozen lines fill it
-	p := startObserverStderr(t, w, "--threshold-ms", "10", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{stderr: w, args: []string{"--threshold-ms", "10", "--prom-addr", "127.0.0.1:0"}})
 	w.Close()
 	// A storm of stalls: every 40-ms gap of every agent is a silence past
 	// the 10-ms threshold, and each stall is a log line: ~1500 lines,

@@ -21,7 +21,7 @@ import (
 )
 
 func TestE2EPromtoolPassesOnLiveScrape(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "200", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "200", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "20", "--status", "degraded")
 	body := waitScrape(t, p, 5*time.Second, "the agent's series", func(b string) bool {
 		return sampleValue(b, `varta_status{pid="`+a.pid+`"}`) == "1"
@@ -59,7 +59,7 @@ func TestHostileProcessName(t *testing.T) {
 	if err := os.WriteFile(exe, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	o := startObserver(t, "--threshold-ms", "100", "--prom-addr", "127.0.0.1:0")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--prom-addr", "127.0.0.1:0"}})
 	cmd := exec.Command(exe, "--socket", o.socket, "--interval-ms", "5", "--hang-after", "3")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestE2EPrometheusIngests(t *testing.T) {
 	if err != nil {
 		t.Skip("prometheus not installed (Debian package prometheus): ingestion not tested")
 	}
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "50")
 
 	dir := t.TempDir()

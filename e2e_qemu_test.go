@@ -74,7 +74,10 @@ func TestQemuBeatStallScrape(t *testing.T) {
 			}
 			observerPath, agentPath := qemuBinaries(t, tg)
 			const threshold = 400
-			p := startObserverCmd(t, []string{qemu, observerPath}, nil, "--threshold-ms", fmt.Sprint(threshold), "--prom-addr", "127.0.0.1:0")
+			p := startObserver(t, observerOpts{
+				argv0: []string{qemu, observerPath},
+				args:  []string{"--threshold-ms", fmt.Sprint(threshold), "--prom-addr", "127.0.0.1:0"},
+			})
 
 			cmd := exec.Command(qemu, agentPath, "--socket", p.socket, "--count", "6", "--interval-ms", "50", "--payload", "7", "--status", "degraded")
 			out, err := cmd.CombinedOutput()

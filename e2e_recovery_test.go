@@ -191,8 +191,8 @@ func TestRecoveryE2EShellSubstitutesPid(t *testing.T) {
 	dir := shortTempDir(t)
 	t.Setenv("VARTA_TEST_INHERITED", "yes")
 	t.Setenv("LISTEN_FDNAMES", "meant-for-the-observer")
-	p := startObserver(t, "--threshold-ms", "100",
-		"--recovery-cmd", `echo "{pid}:{pid}" > `+dir+`/out.{pid}; tr '\0' '\n' < /proc/$$/environ > `+dir+`/env.{pid}`)
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100",
+		"--recovery-cmd", `echo "{pid}:{pid}" > ` + dir + `/out.{pid}; tr '\0' '\n' < /proc/$$/environ > ` + dir + `/env.{pid}`}})
 	a := hungAgent(t, p.socket)
 	evs := p.waitEvents(10*time.Second, "recovery exit_0", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "exit_0")
@@ -236,8 +236,8 @@ func TestRecoveryE2EExecSubstitutesPidShellCharactersInert(t *testing.T) {
 	}
 	pwned := filepath.Join(dir, "pwned")
 	args := []string{"a{pid}b{pid}", ";touch", pwned, "$(touch${IFS}" + pwned + "2)", "`touch", pwned + "3`", "|", "&&", "'{pid}'", ">" + pwned + "4"}
-	p := startObserver(t, "--threshold-ms", "100",
-		"--recovery-exec", "  "+script+" "+dir+"/out.{pid}   "+strings.Join(args, " "))
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100",
+		"--recovery-exec", "  " + script + " " + dir + "/out.{pid}   " + strings.Join(args, " ")}})
 	a := hungAgent(t, p.socket)
 	p.waitEvents(10*time.Second, "recovery exit_0", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "exit_0")
@@ -275,7 +275,7 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 		{"spawn_failed", "--recovery-exec", "/nonexistent/restart-agent {pid}", "spawn_failed", "spawn_failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startObserver(t, "--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", tc.flag, tc.cmd)
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", tc.flag, tc.cmd}})
 			a := hungAgent(t, p.socket)
 			want := []string{"spawned", tc.want}
 			if tc.want == "spawn_failed" {
@@ -309,7 +309,8 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 // each beat (12 beats); with a 500 ms window, every stall is spawned or debounced and
 // spawns are at least a window apart.
 func TestRecoveryE2EDebounce(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "true", "--recovery-debounce-ms", "500", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50",
+		"--recovery-exec", "true", "--recovery-debounce-ms", "500", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "150", "--count", "12")
 	a.waitExit(t, 10*time.Second)
 	evs := p.waitEvents(5*time.Second, "a recovery row for every stall", func(evs []tsvEvent) bool {
@@ -368,8 +369,8 @@ func filterSpawnDebounce(evs []tsvEvent, pid string) []tsvEvent {
 // process group: the shell and the sleep it started.
 func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 	dir := shortTempDir(t)
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-timeout-ms", "300", "--prom-addr", "127.0.0.1:0",
-		"--recovery-cmd", "sleep 30 & echo $! > "+dir+"/gc.{pid}; wait")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--recovery-timeout-ms", "300", "--prom-addr", "127.0.0.1:0",
+		"--recovery-cmd", "sleep 30 & echo $! > " + dir + "/gc.{pid}; wait"}})
 	a := hungAgent(t, p.socket)
 	evs := p.waitEvents(10*time.Second, "recovery killed", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "killed")
@@ -403,7 +404,7 @@ func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 // A recovery child gets stdin from /dev/null, stdout and stderr on the
 // observer's stderr, no other descriptor, and a process group of its own.
 func TestRecoveryE2EChildDescriptorsAndGroup(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "sleep 5")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--recovery-exec", "sleep 5"}})
 	a := hungAgent(t, p.socket)
 	p.waitEvents(10*time.Second, "recovery spawned", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "spawned")
@@ -469,7 +470,7 @@ func stallDelay(t testing.TB, evs []tsvEvent, pid string, threshold time.Duratio
 // bound is loose and a CPU-starved run gets two more agents; the real
 // figure is BenchmarkRecoveryStallDelay's.
 func TestRecoveryE2ESlowRecoveryDoesNotDelayStalls(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100", "--recovery-cmd", "sleep 5")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--recovery-cmd", "sleep 5"}})
 	a := hungAgent(t, p.socket)
 	p.waitEvents(10*time.Second, "the first recovery spawned", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "spawned")
@@ -509,8 +510,8 @@ func TestRecoveryE2ESlowRecoveryDoesNotDelayStalls(t *testing.T) {
 // reaps them, and still exits 0.
 func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
 	dir := shortTempDir(t)
-	p := startObserver(t, "--threshold-ms", "50", "--shutdown-grace-ms", "2000",
-		"--recovery-cmd", "trap '' TERM INT HUP; sleep 30 & echo $! > "+dir+"/gc.{pid}; wait")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--shutdown-grace-ms", "2000",
+		"--recovery-cmd", "trap '' TERM INT HUP; sleep 30 & echo $! > " + dir + "/gc.{pid}; wait"}})
 	agents := []*agentProc{hungAgent(t, p.socket), hungAgent(t, p.socket)}
 	p.waitEvents(10*time.Second, "both recoveries spawned", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", agents[0].pid, "spawned") && hasPayload(evs, "recovery", agents[1].pid, "spawned")
@@ -556,7 +557,7 @@ func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
 // slow recovery commands run: each iteration hangs a fresh agent whose
 // recovery (sleep 2) is still running when the next one stalls.
 func BenchmarkRecoveryStallDelay(b *testing.B) {
-	p := startObserver(b, "--threshold-ms", "20", "--recovery-cmd", "sleep 2")
+	p := startObserver(b, observerOpts{args: []string{"--threshold-ms", "20", "--recovery-cmd", "sleep 2"}})
 	var total, worst time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -41,7 +41,7 @@ func TestE2ESocketMode(t *testing.T) {
 		if tc.flag != "" {
 			args = append(args, "--socket-mode="+tc.flag)
 		}
-		p := startObserver(t, args...)
+		p := startObserver(t, observerOpts{args: args})
 		fi, err := os.Lstat(p.socket)
 		if err != nil {
 			t.Fatal(err)
@@ -54,7 +54,7 @@ func TestE2ESocketMode(t *testing.T) {
 }
 
 func TestE2ESecondObserverRefused(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 	code, _, stderr := runObserverToExit(t, "--socket", p.socket, "--threshold-ms", "100")
 	checkStartFailure(t, code, stderr, p.socket, "already running")
 	// The first observer still owns the path and still works.
@@ -141,7 +141,7 @@ func TestE2ESimultaneousStartsOnAStaleSocket(t *testing.T) {
 func TestE2EStaleSocketReplaced(t *testing.T) {
 	path := filepath.Join(shortTempDir(t), "s.sock")
 	makeStaleSocket(t, path)
-	p := startObserver(t, "--socket", path, "--threshold-ms", "100")
+	p := startObserver(t, observerOpts{args: []string{"--socket", path, "--threshold-ms", "100"}})
 	// The stale socket already satisfies startObserver; the start message
 	// comes once the new one is bound. (tmpfs may reuse the inode number.)
 	deadline := time.Now().Add(10 * time.Second)
@@ -248,7 +248,7 @@ func TestSymlinkAtSocketPath(t *testing.T) {
 		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
 		}
-		code, stderr := runHostileObserver(t, "--socket", link, "--threshold-ms", "100",
+		code, _, stderr := runObserverToExit(t, "--socket", link, "--threshold-ms", "100",
 			"--export-file", filepath.Join(dir, "ev.tsv"), "--shutdown-after-secs", "1")
 		if code != 1 || !strings.Contains(stderr, link) {
 			t.Errorf("symlink to %s at --socket: exit %d, stderr %q; want 1 and a line naming the path", target, code, stderr)
@@ -282,7 +282,7 @@ func TestE2ESocketReplacedMeanwhileNotRemoved(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startObserver(t, "--threshold-ms", "100")
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 			if err := os.Rename(p.socket, p.socket+".old"); err != nil {
 				t.Fatal(err)
 			}
@@ -304,7 +304,7 @@ func TestE2ESocketReplacedMeanwhileNotRemoved(t *testing.T) {
 func TestSymlinkSwappedAtSocketPath(t *testing.T) {
 	for _, toSocket := range []bool{false, true} {
 		t.Run(fmt.Sprintf("link_to_socket=%v", toSocket), func(t *testing.T) {
-			o := startObserver(t, "--threshold-ms", "100")
+			o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 			victim := filepath.Join(o.dir, "victim")
 			if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
 				t.Fatal(err)
@@ -340,7 +340,7 @@ func TestSymlinkSwappedAtSocketPath(t *testing.T) {
 // the most descriptors the kernel passes at once (253): the observer must
 // close every one, or a local sender could exhaust its descriptor table.
 func TestHostileDescriptorSmuggling(t *testing.T) {
-	o := startObserver(t, "--threshold-ms", "1000")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	pid := o.cmd.Process.Pid
 	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
 	countFds := func() int {
