@@ -50,7 +50,7 @@ func TestE2ERotationKeepsEveryLine(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000", "--prom-addr", "127.0.0.1:0",
 		"--export-file-max-bytes", strconv.Itoa(maxBytes), "--export-file-keep", "1000"}})
 	a := runAgent(t, p.socket, "--interval-ms", "1", "--count", "600")
-	body := scrapeE2E(t, p, nil)
+	body := scrape(t, p, nil)
 	accepted, _ := strconv.Atoi(sampleValue(body, `varta_beats_total{pid="`+a.pid+`"}`))
 	if accepted < 100 {
 		t.Fatalf("only %d beats accepted", accepted)
@@ -398,7 +398,7 @@ func TestEventFileFullDisk(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // more failed flushes
-	if m := scrapeMetrics(t, o.promAddr); m["varta_export_write_errors_total"] == 0 {
+	if m := samples(t, scrape(t, o, nil)); m["varta_export_write_errors_total"] == 0 {
 		t.Errorf("varta_export_write_errors_total is 0 with the disk full")
 	}
 	if err := os.Remove(filler); err != nil {

@@ -602,7 +602,7 @@ func TestE2ERetiredAgentLeavesMetrics(t *testing.T) {
 		}
 		return false
 	})
-	body := scrapeE2E(t, p, nil)
+	body := scrape(t, p, nil)
 	if strings.Contains(body, `pid="`+a.pid+`"`) {
 		t.Errorf("series of retired pid %s still exported", a.pid)
 	}
@@ -835,7 +835,7 @@ func TestHostileFloodRandomDatagrams(t *testing.T) {
 // (agents, hung senders), -1 when unknown.
 func checkMetricsArithmetic(t *testing.T, o *observerProc, ta *tally, others int) {
 	t.Helper()
-	m := scrapeMetrics(t, o.promAddr)
+	m := samples(t, scrape(t, o, nil))
 	want := map[string]float64{
 		"varta_truncated_datagrams_total":       float64(ta.truncated),
 		"varta_frame_auth_failures_total":       float64(sum(ta.mismatch)),

@@ -710,6 +710,12 @@ func stallSlackSince(t *testing.T, o *observerProc, before schedSnapshot) time.D
 	return stallSlack + time.Duration(max(waited, 0))
 }
 
+// The metrics helpers, one set for every test: httpDo is a well-formed
+// HTTP client (status, headers, body), rawHTTP sends bytes as they are
+// (for malformed and hostile requests); scrape and waitScrape GET
+// /metrics, and sampleValue, metricValue, samples and checkMetrics read a
+// scraped body.
+
 // httpResult is one response as the test saw it.
 type httpResult struct {
 	code   int
@@ -722,6 +728,8 @@ var testHTTP = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
 }
 
+// httpDo sends one request on a fresh connection (Connection: close) and
+// returns the response.
 func httpDo(t testing.TB, method, addr, path string, hdr map[string]string) (httpResult, error) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+addr+path, nil)
@@ -743,8 +751,25 @@ func httpDo(t testing.TB, method, addr, path string, hdr map[string]string) (htt
 	return httpResult{resp.StatusCode, resp.Header, string(body)}, nil
 }
 
-// scrapeE2E GETs /metrics and fails the test unless it is a 200.
-func scrapeE2E(t testing.TB, p *observerProc, hdr map[string]string) string {
+// rawHTTP writes req on a fresh TCP connection and reads until the server
+// closes it or timeout passes.
+func rawHTTP(addr, req string, timeout time.Duration) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, req); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// scrape GETs /metrics (the observer must run with --prom-addr), with the
+// headers hdr, and fails the test unless the answer is a 200.
+func scrape(t testing.TB, p *observerProc, hdr map[string]string) string {
 	t.Helper()
 	r, err := httpDo(t, "GET", p.promAddr, "/metrics", hdr)
 	if err != nil {
@@ -754,6 +779,22 @@ func scrapeE2E(t testing.TB, p *observerProc, hdr map[string]string) string {
 		t.Fatalf("scrape: status %d: %s", r.code, r.body)
 	}
 	return r.body
+}
+
+// waitScrape scrapes until cond holds for the body.
+func waitScrape(t testing.TB, p *observerProc, timeout time.Duration, what string, cond func(body string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		body := scrape(t, p, nil)
+		if cond(body) {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last scrape:\n%s", timeout, what, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // sampleValue returns the value of the sample whose series is exactly
@@ -767,38 +808,27 @@ func sampleValue(body, series string) string {
 	return ""
 }
 
-func waitScrape(t testing.TB, p *observerProc, timeout time.Duration, what string, cond func(body string) bool) string {
+// metricValue returns the value of one series in a metrics body; the
+// series must be there.
+func metricValue(t testing.TB, body, series string) float64 {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		body := scrapeE2E(t, p, nil)
-		if cond(body) {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last scrape:\n%s", timeout, what, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// checkMetrics scrapes /metrics (the observer must run with --prom-addr)
-// and compares the given series with their exact values.
-func (p *observerProc) checkMetrics(t *testing.T, want map[string]string) {
-	t.Helper()
-	body := scrapeE2E(t, p, nil)
-	for series, v := range want {
-		if got := sampleValue(body, series); got != v {
-			t.Errorf("%s = %q, want %q", series, got, v)
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("bad sample %q", line)
+			}
+			return f
 		}
 	}
+	t.Fatalf("no series %s in the metrics", series)
+	return 0
 }
 
-// scrapeMetrics fetches /metrics and returns each sample by its name and
-// labels as written.
-func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
+// samples returns every sample of a metrics body by its name and labels
+// as written.
+func samples(t testing.TB, body string) map[string]float64 {
 	t.Helper()
-	body := httpGet(t, addr, "/metrics")
 	m := map[string]float64{}
 	for _, line := range strings.Split(body, "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -817,49 +847,14 @@ func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
 	return m
 }
 
-// httpGet does a plain HTTP/1.1 GET over a raw connection (5 s at most)
-// and returns the body of a 200 answer.
-func httpGet(t *testing.T, addr, path string) string {
+// checkMetrics scrapes /metrics and compares the given series with their
+// exact values.
+func (p *observerProc) checkMetrics(t *testing.T, want map[string]string) {
 	t.Helper()
-	resp, err := rawHTTP(addr, "GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	head, body, ok := strings.Cut(resp, "\r\n\r\n")
-	if !ok || !strings.HasPrefix(head, "HTTP/1.1 200") && !strings.HasPrefix(head, "HTTP/1.0 200") {
-		t.Fatalf("GET %s: %q", path, resp[:min(len(resp), 200)])
-	}
-	return body
-}
-
-// rawHTTP writes req on a fresh TCP connection and reads until the server
-// closes it or timeout passes.
-func rawHTTP(addr, req string, timeout time.Duration) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, req); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(c)
-	return string(b), err
-}
-
-// metricValue returns the value of one series in a metrics body.
-func metricValue(t *testing.T, body, series string) float64 {
-	t.Helper()
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("bad sample %q", line)
-			}
-			return f
+	body := scrape(t, p, nil)
+	for series, v := range want {
+		if got := sampleValue(body, series); got != v {
+			t.Errorf("%s = %q, want %q", series, got, v)
 		}
 	}
-	t.Fatalf("no series %s in the metrics", series)
-	return 0
 }

@@ -80,7 +80,7 @@ func TestE2EHTTPRoutes(t *testing.T) {
 	if len(got) != 0 {
 		t.Errorf("oversized request answered: %q", got)
 	}
-	body := scrapeE2E(t, p, nil)
+	body := scrape(t, p, nil)
 	if v := sampleValue(body, `varta_prom_requests_dropped_total{reason="too_large"}`); v != "1" {
 		t.Errorf("too_large drops %q, want 1", v)
 	}
@@ -119,7 +119,7 @@ func TestE2EBearerToken(t *testing.T) {
 			t.Errorf("401 leaked metrics")
 		}
 	}
-	body := scrapeE2E(t, p, map[string]string{"Authorization": "Bearer correct-horse"})
+	body := scrape(t, p, map[string]string{"Authorization": "Bearer correct-horse"})
 	if v := sampleValue(body, `varta_prom_requests_total{code="401"}`); v != "4" {
 		t.Errorf("401 count %q, want 4", v)
 	}
@@ -149,7 +149,7 @@ func TestE2EIPv6Loopback(t *testing.T) {
 	if !strings.HasPrefix(p.promAddr, "[::1]:") {
 		t.Fatalf("printed address %q", p.promAddr)
 	}
-	scrapeE2E(t, p, nil)
+	scrape(t, p, nil)
 }
 
 func TestE2ERateLimit(t *testing.T) {
@@ -167,7 +167,7 @@ func TestE2ERateLimit(t *testing.T) {
 		t.Fatalf("burst of 5 at burst 2: %d served, %d refused", ok, refused)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	body := scrapeE2E(t, p, nil)
+	body := scrape(t, p, nil)
 	if v := sampleValue(body, `varta_prom_requests_dropped_total{reason="rate_limited"}`); v != "3" {
 		t.Errorf("rate_limited %q, want 3", v)
 	}
@@ -200,7 +200,7 @@ func TestE2EIdleConnectionsDelayNothing(t *testing.T) {
 		t.Errorf("stall surfaced %v after its deadline with 200 idle connections", late)
 	}
 	start := time.Now()
-	body := scrapeE2E(t, p, nil)
+	body := scrape(t, p, nil)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("scrape took %v with 200 idle connections", d)
 	}
@@ -384,7 +384,7 @@ func TestHostileScrapers(t *testing.T) {
 	if n := answered["oversized"].Load(); n != 0 {
 		t.Errorf("%d oversized requests got a response", n)
 	}
-	body := httpGet(t, o.promAddr, "/metrics") // after the storm: served
+	body := scrape(t, o, nil) // after the storm: served
 	dropped := 0.0
 	for _, r := range []string{"over_capacity", "evicted", "timeout", "too_large"} {
 		v := metricValue(t, body, `varta_prom_requests_dropped_total{reason="`+r+`"}`)

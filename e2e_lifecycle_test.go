@@ -371,7 +371,7 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 			p := startObserver(t, observerOpts{args: args})
 			runAgent(t, p.socket, "--count", "30", "--interval-ms", "5")
 			p.waitEvents(10*time.Second, "30 beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 30 })
-			gauge := metricValue(t, scrapeE2E(t, p, nil), "varta_socket_queue_datagrams")
+			gauge := metricValue(t, scrape(t, p, nil), "varta_socket_queue_datagrams")
 			p.stopped()
 			queued := queuedUntilFull(t, p.socket)
 			p.signal(syscall.SIGCONT)
@@ -462,7 +462,7 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	p.waitEvents(10*time.Second, "the stall of an agent that beat after stderr filled", func(evs []tsvEvent) bool {
 		return countEvents(evs, "stall", last.pid) == 1
 	})
-	lost := metricValue(t, scrapeE2E(t, p, nil), "varta_log_lines_dropped_total")
+	lost := metricValue(t, scrape(t, p, nil), "varta_log_lines_dropped_total")
 	// The reader comes back: everything still queued, and the report of
 	// what was dropped, is written before the exit completes.
 	outc := make(chan []byte)

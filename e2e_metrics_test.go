@@ -71,7 +71,7 @@ func TestHostileProcessName(t *testing.T) {
 		t.Skipf("comm of the renamed agent is %q (%v), not %q", comm, err, name)
 	}
 	o.waitEvents(5*time.Second, "the agent's stall", func(evs []tsvEvent) bool { return countEvents(evs, "stall", pid) == 1 })
-	body := httpGet(t, o.promAddr, "/metrics")
+	body := scrape(t, o, nil)
 	want := `comm="a\"b\\c\nd=e f{}"`
 	found := false
 	for _, line := range strings.Split(body, "\n") {

@@ -7,8 +7,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,13 +97,7 @@ func TestQemuBeatStallScrape(t *testing.T) {
 				t.Errorf("stall surfaced %v after its deadline under qemu; want 0..200ms", time.Duration(late))
 			}
 
-			resp, err := http.Get("http://" + p.promAddr + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			text := string(body)
+			text := scrape(t, p, nil)
 			for _, want := range []string{
 				`varta_beats_total{pid="` + pid + `"} 6`,
 				`varta_stalls_total{pid="` + pid + `"} 1`,
