@@ -222,7 +222,7 @@ func TestHardLinkAtExportFile(t *testing.T) {
 	}
 	link := filepath.Join(dir, "events.tsv")
 	if err := os.Link(victim, link); err != nil {
-		t.Skipf("cannot make a hard link: %v", err)
+		skipBecause(t, "cannot make a hard link: %v", err)
 	}
 	code, _, stderr := runObserverToExit(t, "--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100",
 		"--export-file", link, "--shutdown-after-secs", "1")
@@ -349,7 +349,7 @@ func TestFIFOAtExportFile(t *testing.T) {
 // observer counts, logs once, and goes on surfacing stalls.
 func TestE2EEventFileOnFullDisk(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full here")
+		skipBecause(t, "no /dev/full here")
 	}
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", "--export-file", "/dev/full"}})
 	a := startAgent(t, p.socket, "--interval-ms", "5", "--hang-after", "20")
@@ -449,14 +449,14 @@ func TestEventFileFullDisk(t *testing.T) {
 func mountTinyTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
+		skipBecause(t, "mounting a tmpfs needs root")
 	}
 	mnt := filepath.Join(shortTempDir(t), "m")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs (%v): the full-disk test needs one", err)
+		skipBecause(t, "cannot mount a tmpfs (%v): the full-disk test needs one", err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 	return mnt

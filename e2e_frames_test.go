@@ -262,7 +262,7 @@ func TestHostileSpoofedPids(t *testing.T) {
 // not exist.
 func TestKernelAttestedSendAs(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("SCM_CREDENTIALS naming another pid needs CAP_SYS_ADMIN; run as root")
+		skipBecause(t, "SCM_CREDENTIALS naming another pid needs CAP_SYS_ADMIN; run as root")
 	}
 	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000"}})
 	x, y := liveProcess(t), liveProcess(t)
@@ -429,7 +429,7 @@ func TestE2ETrackerCapacity(t *testing.T) {
 	evs := p.syncObserver(t)
 	hungLast := lastOf(evs, "beat", hung.pid)
 	if sync := lastOf(evs, "decode", ""); sync.ns >= hungLast.ns+int64(retire) {
-		t.Skipf("machine too slow: the newcomer ran %v after the hung pid's last beat", time.Duration(sync.ns-hungLast.ns))
+		skipBecause(t, "machine too slow: the newcomer ran %v after the hung pid's last beat", time.Duration(sync.ns-hungLast.ns))
 	}
 	if n := countEvents(evs, "beat", late.pid); n != 0 {
 		t.Fatalf("third pid tracked at capacity 2:\n%s", dumpEvents(evs))
@@ -1005,7 +1005,7 @@ func procReads(t *testing.T, o *observerProc) int64 {
 	t.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", o.cmd.Process.Pid))
 	if err != nil {
-		t.Skipf("cannot read the observer's I/O counters: %v", err)
+		skipBecause(t, "cannot read the observer's I/O counters: %v", err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
@@ -1016,6 +1016,6 @@ func procReads(t *testing.T, o *observerProc) int64 {
 			return n
 		}
 	}
-	t.Skip("no syscr in /proc/PID/io")
+	skipBecause(t, "no syscr in /proc/PID/io")
 	return 0
 }

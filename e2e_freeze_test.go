@@ -428,12 +428,3 @@ func grepLines(body, s string) string {
 	}
 	return b.String()
 }
-
-// skipBecause skips t and says why on stderr, where go test shows it
-// without -v. (temporary: the harness gains its own)
-func skipBecause(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	fmt.Fprintf(os.Stderr, "SKIP: %s: %s\n", t.Name(), msg)
-	t.Skip(msg)
-}

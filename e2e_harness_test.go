@@ -79,6 +79,32 @@ func binaries(t testing.TB) {
 	}
 }
 
+// skipBecause skips the test for a reason outside it (a tool not
+// installed, no root, a kernel or machine without the feature) and says
+// so on stderr as "SKIP: TestName: reason": go test shows t.Skip's message
+// only with -v, and whoever runs make test should see what was not run.
+func skipBecause(t testing.TB, format string, args ...any) {
+	t.Helper()
+	reason := fmt.Sprintf(format, args...)
+	printSkip(t, reason)
+	t.Skip(reason)
+}
+
+// sayNotRun is skipBecause for a part of a test: it prints the same line,
+// and the test goes on without that part.
+func sayNotRun(t testing.TB, format string, args ...any) {
+	t.Helper()
+	reason := fmt.Sprintf(format, args...)
+	printSkip(t, reason)
+	t.Log(reason)
+}
+
+func printSkip(t testing.TB, reason string) {
+	if !testing.Verbose() { // with -v, go test prints the t.Skip or t.Log line
+		fmt.Fprintf(os.Stderr, "SKIP: %s: %s\n", t.Name(), reason)
+	}
+}
+
 // shortTempDir returns a fresh directory with a short path: sun_path holds
 // only 107 bytes and t.TempDir() embeds the test name.
 func shortTempDir(t testing.TB) string {

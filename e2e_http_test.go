@@ -141,7 +141,7 @@ func TestE2EBearerToken(t *testing.T) {
 
 func TestE2EIPv6Loopback(t *testing.T) {
 	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
+		skipBecause(t, "no IPv6 loopback here: %v", err)
 	} else {
 		l.Close()
 	}
@@ -416,7 +416,7 @@ func observerFds(t *testing.T, o *observerProc) int {
 	t.Helper()
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", o.cmd.Process.Pid))
 	if err != nil {
-		t.Skipf("cannot list the observer's descriptors: %v", err)
+		skipBecause(t, "cannot list the observer's descriptors: %v", err)
 	}
 	return len(ents)
 }

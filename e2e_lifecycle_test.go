@@ -97,7 +97,7 @@ func TestE2ESignalRightAfterBind(t *testing.T) {
 // torn line.
 func TestSIGTERMUnderLoad(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("standing in for other pids needs CAP_SYS_ADMIN; run as root")
+		skipBecause(t, "standing in for other pids needs CAP_SYS_ADMIN; run as root")
 	}
 	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	const senders = 4
@@ -360,7 +360,7 @@ func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 	q, err := maxDgramQlen()
 	if err != nil {
-		t.Skipf("no net.unix.max_dgram_qlen: %v", err)
+		skipBecause(t, "no net.unix.max_dgram_qlen: %v", err)
 	}
 	for _, queueFlag := range []string{"", "0"} {
 		t.Run("socket-queue="+queueFlag, func(t *testing.T) {

@@ -68,7 +68,7 @@ func TestQemuBeatStallScrape(t *testing.T) {
 		t.Run(tg.name, func(t *testing.T) {
 			qemu, err := exec.LookPath(tg.qemu)
 			if err != nil {
-				t.Skipf("%s not installed (apt-get install qemu-user-static; .ci/run does): skipping the %s run", tg.qemu, tg.name)
+				skipBecause(t, "%s not installed (apt-get install qemu-user-static; .ci/run does): skipping the %s run", tg.qemu, tg.name)
 			}
 			observerPath, agentPath := qemuBinaries(t, tg)
 			const threshold = 400

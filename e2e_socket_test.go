@@ -346,7 +346,7 @@ func TestHostileDescriptorSmuggling(t *testing.T) {
 	countFds := func() int {
 		ents, err := os.ReadDir(fdDir)
 		if err != nil {
-			t.Skipf("cannot list %s: %v", fdDir, err)
+			skipBecause(t, "cannot list %s: %v", fdDir, err)
 		}
 		return len(ents)
 	}
