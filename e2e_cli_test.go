@@ -12,6 +12,9 @@ import (
 	"testing"
 )
 
+// Contract §2: a bad flag or value is one line naming the flag, then the
+// usage, on stderr, exit 2; -h and --help print the usage on stdout,
+// --version one line, exit 0; --flag value and --flag=value both work.
 func TestE2ECommandLine(t *testing.T) {
 	binaries(t)
 	usage := regexp.MustCompile(`(?m)^Usage: varta-watch --socket PATH --threshold-ms MS`)
@@ -54,6 +57,9 @@ func TestE2ECommandLine(t *testing.T) {
 	}
 }
 
+// Contract §2: a failure at start (no directory for the event file, a
+// symlink at it, the metrics address in use) is one line naming the path or
+// address, exit 1.
 func TestE2EStartFailuresNameThePath(t *testing.T) {
 	binaries(t)
 	dir := shortTempDir(t)

@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Contract §5: SIGHUP reopens the event file (logrotate); the old and the
+// new file together hold every beat, without a gap.
 func TestE2ESIGHUPReopensEventFile(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	a := startAgent(t, p.socket, "--interval-ms", "10")
@@ -45,6 +47,9 @@ func TestE2ESIGHUPReopensEventFile(t *testing.T) {
 	}
 }
 
+// Contract §2 --export-file-max-bytes and §5: rotation keeps every file
+// under the limit, ends each on a whole line, and puts every accepted beat
+// in exactly one generation, in order.
 func TestE2ERotationKeepsEveryLine(t *testing.T) {
 	const maxBytes = 4000
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000", "--prom-addr", "127.0.0.1:0",
@@ -96,6 +101,9 @@ func TestE2ERotationKeepsEveryLine(t *testing.T) {
 	}
 }
 
+// Contract §5, rotation: links planted at the rotated names never redirect
+// a write.
+//
 // TestRotationIgnoresPlantedLinks: the rotated names PATH.1 … PATH.3 are
 // planted before start as symlinks (to a victim file and to a path that
 // does not exist) and as a hard link to a victim. Rotation renames over
@@ -170,6 +178,9 @@ func TestRotationIgnoresPlantedLinks(t *testing.T) {
 	}
 }
 
+// Contract §2 (a failure at start) and §5: the event file is never written
+// through a symlink.
+//
 // TestSymlinkAtExportFile: a symlink at --export-file, pointing at a
 // victim file or at a path that does not exist yet. The observer must not
 // write through it (O_NOFOLLOW): start fails with exit 1 and a message
@@ -209,6 +220,9 @@ func TestSymlinkAtExportFile(t *testing.T) {
 	}
 }
 
+// Contract §5: the event file is never appended to through a hard link, at
+// start or on a SIGHUP reopen.
+//
 // TestHardLinkAtExportFile: a hard link to a victim file at --export-file
 // (as anyone who can write the directory may make where
 // fs.protected_hardlinks is off). O_NOFOLLOW does not see it; the observer
@@ -254,6 +268,9 @@ func TestHardLinkAtExportFile(t *testing.T) {
 	}
 }
 
+// Contract §5: a SIGHUP reopen refuses a symlink, says why in an io event,
+// and keeps writing to the file it has.
+//
 // TestSymlinkSwappedAtExportFileOnSIGHUP: the event file is rotated away
 // and a symlink to a victim put at its path before SIGHUP asks the
 // observer to reopen it. The reopen must refuse the link, record why (an
@@ -293,6 +310,9 @@ func TestSymlinkSwappedAtExportFileOnSIGHUP(t *testing.T) {
 	}
 }
 
+// Contract §5 and §4 (stalls on time): a FIFO at the event file's path
+// never blocks the loop.
+//
 // TestFIFOAtExportFile: a FIFO with no reader planted at the event file
 // path. Opening it for writing must not block the observer: at start it
 // either fails at once or runs; and when the FIFO is swapped in before a

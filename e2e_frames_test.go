@@ -27,6 +27,8 @@ import (
 	"varta-watch/internal/vlpclient"
 )
 
+// Contract §4 step 1: a datagram of any length but 32 is counted in
+// varta_truncated_datagrams_total and makes no event.
 func TestE2ETruncatedDatagramsMakeNoEvents(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	frame := wireFrame(0, 100, 1, 1, 0)
@@ -49,6 +51,9 @@ func TestE2ETruncatedDatagramsMakeNoEvents(t *testing.T) {
 	})
 }
 
+// Contract §4 step 2 and §5 (decode rows): a frame that fails to decode is
+// one decode event naming the first check of vlp-v0.2.md it fails, counted
+// under its kind; the legal frames go on to step 3.
 func TestE2EDecodeErrorsInSpecOrder(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--prom-addr", "127.0.0.1:0"}})
 	const ok, deg, crit, stall = 0, 1, 2, 3
@@ -128,6 +133,8 @@ func TestE2EDecodeErrorsInSpecOrder(t *testing.T) {
 	p.checkMetrics(t, metrics)
 }
 
+// Contract §4 steps 1 and 2: every random datagram is counted or judged.
+//
 // TestE2EGarbageNeverHurts: random datagrams of random lengths, some of
 // them 32 bytes with the right magic and version, are each counted or
 // judged, and the observer keeps serving.
@@ -162,6 +169,8 @@ func TestE2EGarbageNeverHurts(t *testing.T) {
 	}
 }
 
+// Contract §4 step 3: a frame whose pid is not the sender's kernel pid is a
+// mismatch event (auth_failure), counted, never a beat.
 func TestE2ESpoofedPidIsMismatchNotBeat(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--prom-addr", "127.0.0.1:0"}})
 	other := strconv.Itoa(os.Getpid())
@@ -181,6 +190,9 @@ func TestE2ESpoofedPidIsMismatchNotBeat(t *testing.T) {
 	p.checkMetrics(t, map[string]string{"varta_frame_auth_failures_total": "3", "varta_tracker_pids": "0"})
 }
 
+// Contract §4 step 3 and §7: a spoofed pid is never tracked, stalled or
+// recovered.
+//
 // TestHostileSpoofedPids runs agents that write other live processes' pids
 // into their frames (--pid, sent with their own kernel credentials): a
 // bystander process, the observer itself and the test process. Every frame
@@ -253,6 +265,8 @@ func TestHostileSpoofedPids(t *testing.T) {
 	}
 }
 
+// Contract §4 step 3: the pid check believes the kernel's credentials.
+//
 // TestKernelAttestedSendAs checks the other side of the pid check: a
 // process with CAP_SYS_ADMIN may attach SCM_CREDENTIALS naming another
 // live process, and the kernel vouches for it, so a frame naming that same
@@ -304,6 +318,8 @@ func TestKernelAttestedSendAs(t *testing.T) {
 	}
 }
 
+// Contract §4 step 4 and §5 (beat rows): every accepted beat is a beat
+// event with its status, payload and nonce.
 func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	type want struct {
@@ -346,6 +362,8 @@ func TestE2EBeatsCarryStatusPayloadNonce(t *testing.T) {
 	}
 }
 
+// Contract §4 step 4: a nonce not newer than the last is dropped and
+// counted in varta_beats_out_of_order_total.
 func TestE2EDuplicateNonceDropped(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	a := runAgent(t, p.socket, "--count", "4", "--repeat", "3", "--interval-ms", "40")
@@ -372,6 +390,7 @@ func TestE2EDuplicateNonceDropped(t *testing.T) {
 	p.checkMetrics(t, map[string]string{"varta_beats_out_of_order_total": "10"})
 }
 
+// Contract §4 step 4: a nonce that wraps past 2^64−1 is newer.
 func TestE2ENonceWrapAccepted(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	a := runAgent(t, p.socket, "--count", "5", "--start-nonce", "18446744073709551613", "--interval-ms", "30")
@@ -393,6 +412,8 @@ func TestE2ENonceWrapAccepted(t *testing.T) {
 	}
 }
 
+// Contract §4 step 4: the terminal frame (nonce 2^64−1, Critical) is
+// accepted, once.
 func TestE2ETerminalFrame(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
 	a := runAgent(t, p.socket, "--count", "3", "--terminal", "--interval-ms", "30", "--payload", "9")
@@ -416,6 +437,9 @@ func TestE2ETerminalFrame(t *testing.T) {
 	}
 }
 
+// Contract §4 step 4, table full: a new pid is dropped and counted until a
+// stalled slot has been silent for 10 × threshold; that slot is then
+// evicted (eviction … capacity) for it.
 func TestE2ETrackerCapacity(t *testing.T) {
 	const retire = 10 * 100 * time.Millisecond
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--tracker-capacity", "2", "--prom-addr", "127.0.0.1:0"}})
@@ -471,6 +495,8 @@ func TestE2ETrackerCapacity(t *testing.T) {
 	})
 }
 
+// Contract §4, Stall: exactly one stall event per silence of a threshold;
+// the next accepted beat re-arms it.
 func TestE2EStallOncePerSilenceRearmedByBeat(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 	a := startAgent(t, p.socket, "--interval-ms", "20")
@@ -506,6 +532,8 @@ func TestE2EStallOncePerSilenceRearmedByBeat(t *testing.T) {
 	}
 }
 
+// Contract §4, Stall: surfaced on time whatever the traffic.
+//
 // TestE2EStallOnTimeWhileOthersBeat: a stall is surfaced within a loose
 // 50 ms of its deadline (last beat + threshold), never before it, while
 // other agents keep the loop busy. On a starved machine (the beating agents
@@ -551,6 +579,9 @@ func TestE2EStallOnTimeWhileOthersBeat(t *testing.T) {
 	}
 }
 
+// Contract §4, Retirement: a stalled pid whose process is gone is retired
+// after 10 × threshold of silence (eviction … retired); a hung, live one
+// stays stalled.
 func TestE2ERetirementOfDeadPidsOnly(t *testing.T) {
 	const retire = 10 * 50 * time.Millisecond
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50"}})
@@ -587,6 +618,7 @@ func TestE2ERetirementOfDeadPidsOnly(t *testing.T) {
 	}
 }
 
+// Contract §4, Retirement, and §6: a retired pid's series leave /metrics.
 func TestE2ERetiredAgentLeavesMetrics(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "10")
@@ -668,6 +700,8 @@ func sum(m map[string]int) (n int) {
 	return n
 }
 
+// Contract §4, every step, under a flood, and §6 (the counters add up).
+//
 // TestHostileFloodRandomDatagrams floods the socket with datagrams of
 // every length from 0 to 65535 (the edges 0, 1, 31, 32, 33, 65535 always,
 // then lengths drawn across the range, a third of them 32-byte frames with
@@ -858,6 +892,10 @@ func checkMetricsArithmetic(t *testing.T, o *observerProc, ta *tally, others int
 	t.Logf("metrics: %v datagrams received, %v beats accepted", m["varta_frames_received_total"], m["varta_beats_accepted_total"])
 }
 
+// Contract §4 (stalls on time; the pid-reuse check) and §3 (the socket's
+// queue): an agent that floods the socket neither silences others nor hides
+// a stall.
+//
 // TestHostileFloodingAgent runs one agent that sends as fast as it can
 // (--interval-ms 0), with fresh nonces or repeating each frame (every
 // repeat is out of order, the path that asks /proc whether the pid was

@@ -20,6 +20,9 @@ import (
 	"time"
 )
 
+// Contract §6, HTTP: GET and HEAD /metrics 200, / a page linking /metrics,
+// other paths 404, other methods 405 with Allow, a request head over 8 KiB
+// dropped unanswered; each counted.
 func TestE2EHTTPRoutes(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	cases := []struct {
@@ -91,6 +94,9 @@ func TestE2EHTTPRoutes(t *testing.T) {
 	}
 }
 
+// Contract §2 --prom-token-file and §6: a wrong or missing bearer token is
+// a 401 that leaks nothing; a token file others can read fails the start
+// (one line, exit 1).
 func TestE2EBearerToken(t *testing.T) {
 	dir := shortTempDir(t)
 	tokenFile := filepath.Join(dir, "token")
@@ -139,6 +145,8 @@ func TestE2EBearerToken(t *testing.T) {
 	}
 }
 
+// Contract §2 --prom-addr: an IPv6 address is served, and printed as the
+// first line on stdout.
 func TestE2EIPv6Loopback(t *testing.T) {
 	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
 		skipBecause(t, "no IPv6 loopback here: %v", err)
@@ -152,6 +160,8 @@ func TestE2EIPv6Loopback(t *testing.T) {
 	scrape(t, p, nil)
 }
 
+// Contract §2 --prom-rate-limit-per-sec and -burst: beyond the burst,
+// connections are closed unserved and counted.
 func TestE2ERateLimit(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0",
 		"--prom-rate-limit-per-sec", "1", "--prom-rate-limit-burst", "2"}})
@@ -173,6 +183,9 @@ func TestE2ERateLimit(t *testing.T) {
 	}
 }
 
+// Contract §6, HTTP: connections are capped, and idle ones delay neither a
+// stall nor a scrape.
+//
 // TestE2EIdleConnectionsDelayNothing holds 200 connections that never send
 // a request: a stall is still surfaced on time and a scrape is still served.
 func TestE2EIdleConnectionsDelayNothing(t *testing.T) {
@@ -215,6 +228,9 @@ func TestE2EIdleConnectionsDelayNothing(t *testing.T) {
 	}
 }
 
+// Contract §6, HTTP: served from the loop without blocking it, whatever the
+// clients do.
+//
 // TestHostileScrapers opens 1000 connections to the metrics port at once:
 // idle ones, slowloris ones that dribble a header that never ends, ones
 // that send a header over the 8 KiB limit, and ones that send binary
@@ -421,6 +437,9 @@ func observerFds(t *testing.T, o *observerProc) int {
 	return len(ents)
 }
 
+// Contract §6, HTTP: running out of descriptors neither spins the loop nor
+// ends the service; it is counted (varta_io_errors_total) and logged once.
+//
 // TestE2EOutOfDescriptors runs the observer with a descriptor limit that
 // idle connections exhaust: accept fails with EMFILE, and the loop must
 // neither spin on the still-readable listener nor stop serving once

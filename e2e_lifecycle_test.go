@@ -25,6 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Contract §8: SIGTERM and SIGINT stop the observer cleanly: what was
+// queued before is judged and written, the socket removed, exit 0.
 func TestE2ESignalsExitCleanly(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
@@ -59,6 +61,9 @@ func TestE2ESignalsExitCleanly(t *testing.T) {
 	}
 }
 
+// Contract §8 and §3: a signal at the first instant the socket exists is a
+// clean stop too.
+//
 // TestE2ESignalRightAfterBind: whoever sees the socket may stop the
 // observer at once; that is still a clean exit that removes the socket.
 // (The race is narrow, so it is tried several times.)
@@ -90,6 +95,8 @@ func TestE2ESignalRightAfterBind(t *testing.T) {
 	}
 }
 
+// Contract §8: SIGTERM flushes the event file, under full load too.
+//
 // TestSIGTERMUnderLoad sends SIGTERM while four senders, each standing in
 // for a live process, send beats as fast as the observer takes them. Every
 // beat whose send completed before the signal must be in the file, and the
@@ -174,6 +181,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 }
 
+// Contract §2 --shutdown-after-secs and §8: exit 0 after S seconds, the
+// socket removed, the beats written.
 func TestE2EShutdownAfterSecs(t *testing.T) {
 	start := time.Now()
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--shutdown-after-secs", "2"}})
@@ -249,6 +258,9 @@ func (l *notifyListenerE2E) next(timeout time.Duration) string {
 	}
 }
 
+// Contract §8, systemd: READY=1 once serving, WATCHDOG=1 every
+// WATCHDOG_USEC/2, STOPPING=1 at shutdown, on a path and on an abstract (@)
+// notify socket.
 func TestSystemdNotifyLifecycle(t *testing.T) {
 	for _, abstract := range []bool{false, true} {
 		name := filepath.Join(shortTempDir(t), "notify.sock")
@@ -295,6 +307,8 @@ func TestSystemdNotifyLifecycle(t *testing.T) {
 	}
 }
 
+// Contract §8, systemd: no watchdog pings when WATCHDOG_PID names another
+// process.
 func TestSystemdWatchdogForAnotherPidIsIgnored(t *testing.T) {
 	name := filepath.Join(shortTempDir(t), "notify.sock")
 	l := listenNotifyE2E(t, name)
@@ -311,6 +325,8 @@ func TestSystemdWatchdogForAnotherPidIsIgnored(t *testing.T) {
 	p.stop()
 }
 
+// Contract §8 --hw-watchdog: fed from the loop while it runs; the magic
+// close byte V is written only on a clean exit.
 func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 	for _, clean := range []bool{true, false} {
 		t.Run(map[bool]string{true: "clean", false: "killed"}[clean], func(t *testing.T) {
@@ -350,6 +366,9 @@ func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 	}
 }
 
+// Contract §8, Logs (one line per message, never one per beat; --log-format
+// json), and §3 (the socket's queue limit logged at start).
+//
 // TestLogsJSONQueueLimitAndNoLinePerBeat: --log-format json writes one JSON
 // object per line; the start-up log names the socket queue limit and warns
 // when it is below what the tracker capacity needs; beats log nothing. The
@@ -433,6 +452,8 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 	}
 }
 
+// Contract §8: a stderr that stopped being read never stops the observer.
+//
 // TestStderrNotReadDoesNotStopTheLoop: procd's logd, journald or a
 // terminal can stop reading the observer's stderr. The loop must go on
 // surfacing stalls: log lines wait in a bounded buffer, the surplus is

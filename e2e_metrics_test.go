@@ -20,6 +20,9 @@ import (
 	"time"
 )
 
+// Contract §6: a live scrape has the agent's series, text format 0.0.4's
+// Content-Type, the process_* series on Linux, and passes promtool check
+// metrics.
 func TestE2EPromtoolPassesOnLiveScrape(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "200", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "20", "--status", "degraded")
@@ -45,6 +48,9 @@ func TestE2EPromtoolPassesOnLiveScrape(t *testing.T) {
 	promtoolCheck(t, r.body)
 }
 
+// Contract §6 (the comm label of varta_agent_info) and §8 (one log line per
+// message): a process name, which agents choose, is escaped.
+//
 // TestHostileProcessName runs an agent whose executable name (hence its
 // /proc/PID/comm, which the observer logs and exports as a label) holds a
 // quote, a backslash, a newline, an equals sign and a space. The log must
@@ -108,6 +114,8 @@ func TestHostileProcessName(t *testing.T) {
 	}
 }
 
+// Contract §6: a real Prometheus server scrapes and stores the series.
+//
 // TestE2EPrometheusIngests runs a real Prometheus server against the
 // observer and queries what it stored.
 func TestE2EPrometheusIngests(t *testing.T) {
@@ -195,6 +203,9 @@ func TestE2EPrometheusIngests(t *testing.T) {
 	t.Fatalf("Prometheus never stored varta_beats_total for pid %s: %v\n%s", a.pid, last, strings.Join(tail, "\n"))
 }
 
+// Contract §6, as the shipped alerting reads it: the rules under
+// contrib/prometheus.
+//
 // TestPrometheusContrib checks the shipped alert rules and example
 // configuration with promtool: the rules parse, their unit tests
 // (alerts_test.yml) pass, and the example prometheus.yml is valid.

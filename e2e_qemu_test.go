@@ -60,6 +60,9 @@ func qemuBinaries(t *testing.T, tg qemuTarget) (observer, agent string) {
 	return observer, agent
 }
 
+// Contract §4 (beats; a stall on time), §6 (a scrape) and §3 (the socket
+// removed at exit) for the ARM and MIPS release builds, run under
+// qemu-user.
 func TestQemuBeatStallScrape(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skip("qemu-user end-to-end runs are set up for a linux/amd64 host")

@@ -187,6 +187,10 @@ func readFileEventually(t *testing.T, path string) string {
 	}
 }
 
+// Contract §7 and §2 --recovery-cmd: on a stall, /bin/sh -c runs the
+// template with every {pid} replaced, right after the stall; the child gets
+// the environment plus VARTA_PID, but not LISTEN_FDNAMES; its exit is
+// logged and reaped.
 func TestRecoveryE2EShellSubstitutesPid(t *testing.T) {
 	dir := shortTempDir(t)
 	t.Setenv("VARTA_TEST_INHERITED", "yes")
@@ -228,6 +232,9 @@ func TestRecoveryE2EShellSubstitutesPid(t *testing.T) {
 	}
 }
 
+// Contract §7 and §2 --recovery-exec: no shell, {pid} replaced inside
+// arguments, shell characters inert, and a clean environment (PATH plus
+// VARTA_PID).
 func TestRecoveryE2EExecSubstitutesPidShellCharactersInert(t *testing.T) {
 	dir := shortTempDir(t)
 	script := filepath.Join(dir, "rec.sh")
@@ -265,6 +272,8 @@ func TestRecoveryE2EExecSubstitutesPidShellCharactersInert(t *testing.T) {
 	}
 }
 
+// Contract §7 and §5 (recovery rows): the outcome (exit_0, exit_N,
+// spawn_failed) goes to the event file and the metrics.
 func TestRecoveryE2EExitStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name, flag, cmd, want string
@@ -305,6 +314,9 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 	}
 }
 
+// Contract §2 --recovery-debounce-ms and §7: at most one recovery per pid
+// per window.
+//
 // An agent that beats every 150 ms against a 50 ms threshold stalls after
 // each beat (12 beats); with a 500 ms window, every stall is spawned or debounced and
 // spawns are at least a window apart.
@@ -365,6 +377,9 @@ func filterSpawnDebounce(evs []tsvEvent, pid string) []tsvEvent {
 	return out
 }
 
+// Contract §2 --recovery-timeout-ms and §7: a child past the timeout is
+// killed.
+//
 // A recovery running past --recovery-timeout-ms is killed with its whole
 // process group: the shell and the sleep it started.
 func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
@@ -401,6 +416,8 @@ func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 	}
 }
 
+// Contract §7: what a recovery child inherits.
+//
 // A recovery child gets stdin from /dev/null, stdout and stderr on the
 // observer's stderr, no other descriptor, and a process group of its own.
 func TestRecoveryE2EChildDescriptorsAndGroup(t *testing.T) {
@@ -464,6 +481,8 @@ func stallDelay(t testing.TB, evs []tsvEvent, pid string, threshold time.Duratio
 	return time.Duration(stall-lastBeat) - threshold
 }
 
+// Contract §7 (spawned without waiting for it) and §4 (stalls on time).
+//
 // A slow recovery command holds nothing up: the loop never waits for it, so
 // other agents' stalls are surfaced on time while it runs. (A loop that
 // waited would also hold back the event file until the sleep ended.) The
@@ -506,6 +525,8 @@ func TestRecoveryE2ESlowRecoveryDoesNotDelayStalls(t *testing.T) {
 	}
 }
 
+// Contract §7 and §8: on shutdown, children are killed and reaped.
+//
 // Shutdown with recoveries running kills them, process groups and all,
 // reaps them, and still exits 0.
 func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
@@ -553,6 +574,8 @@ func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
 	}
 }
 
+// Contract §7 and §4: how late stalls are while recoveries run.
+//
 // BenchmarkRecoveryStallDelay measures how late stalls are surfaced while
 // slow recovery commands run: each iteration hangs a fresh agent whose
 // recovery (sleep 2) is still running when the next one stalls.

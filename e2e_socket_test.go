@@ -20,6 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Contract §3 and §2 --socket-mode: the socket file has the mode asked for
+// (600, 0600 and 0o600 spellings) from the start, whatever the umask.
 func TestE2ESocketMode(t *testing.T) {
 	// A restrictive umask in the observer's environment must not narrow the
 	// mode, and the usual 022 must not either.
@@ -53,6 +55,8 @@ func TestE2ESocketMode(t *testing.T) {
 	}
 }
 
+// Contract §3: a socket with a live observer behind it fails the start with
+// "already running" (exit 1, one line); the first observer keeps working.
 func TestE2ESecondObserverRefused(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
 	code, _, stderr := runObserverToExit(t, "--socket", p.socket, "--threshold-ms", "100")
@@ -65,6 +69,9 @@ func TestE2ESecondObserverRefused(t *testing.T) {
 	}
 }
 
+// Contract §3: of two observers started on one stale socket, exactly one
+// runs.
+//
 // TestE2ESimultaneousStartsOnAStaleSocket: two observers started at the
 // same instant on a stale socket. Both may find it stale; without the path
 // lock the second could unlink the first one's fresh socket and bind its
@@ -138,6 +145,8 @@ func TestE2ESimultaneousStartsOnAStaleSocket(t *testing.T) {
 	}
 }
 
+// Contract §3: a stale socket is replaced; the observer removes its own at
+// exit.
 func TestE2EStaleSocketReplaced(t *testing.T) {
 	path := filepath.Join(shortTempDir(t), "s.sock")
 	makeStaleSocket(t, path)
@@ -175,6 +184,8 @@ func makeStaleSocket(t *testing.T, path string) {
 	unix.Close(fd)
 }
 
+// Contract §3: a non-socket at the path (a file, a directory, a symlink) is
+// left untouched and the start fails (exit 1, one line).
 func TestE2ENonSocketAtPathLeftAlone(t *testing.T) {
 	dir := shortTempDir(t)
 	regular := filepath.Join(dir, "regular")
@@ -233,6 +244,9 @@ func symlinkTo(target string) func(string) error {
 	}
 }
 
+// Contract §3: a symlink at the socket path is a non-socket: left alone,
+// the start fails.
+//
 // TestSymlinkAtSocketPath: a symlink at --socket pointing at a victim
 // file. The observer must refuse to start and leave both alone.
 func TestSymlinkAtSocketPath(t *testing.T) {
@@ -265,6 +279,8 @@ func TestSymlinkAtSocketPath(t *testing.T) {
 	}
 }
 
+// Contract §3: on exit the path is removed only if it still holds the
+// socket this process created.
 func TestE2ESocketReplacedMeanwhileNotRemoved(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -297,6 +313,9 @@ func TestE2ESocketReplacedMeanwhileNotRemoved(t *testing.T) {
 	}
 }
 
+// Contract §3: on exit the path is removed only if it still holds the
+// socket this process created.
+//
 // TestSymlinkSwappedAtSocketPath: while the observer runs, its socket is
 // renamed away and a symlink put in its place, pointing at a victim file
 // or at the real socket. On exit the observer must remove neither the
@@ -336,6 +355,9 @@ func TestSymlinkSwappedAtSocketPath(t *testing.T) {
 	}
 }
 
+// Contract §3 and §4: descriptors sent along with a datagram are closed,
+// never kept.
+//
 // TestHostileDescriptorSmuggling sends the observer datagrams that carry
 // the most descriptors the kernel passes at once (253): the observer must
 // close every one, or a local sender could exhaust its descriptor table.
