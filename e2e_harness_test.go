@@ -13,10 +13,12 @@ package main
 //	e2e_socket_test.go     §3 the socket
 //	e2e_frames_test.go     §4 judging datagrams, stalls, retirement, capacity
 //	e2e_eventfile_test.go  §5 the event file: rotation, reopen, full disk, links
+//	e2e_eventfile_loss_test.go  §5: nothing lost when rotation or a reopen fails
 //	e2e_metrics_test.go    §6 the exposition: promtool, a real Prometheus
 //	e2e_http_test.go       §6 HTTP: routes, token, limits, hostile clients
 //	e2e_recovery_test.go   §7 recovery
 //	e2e_lifecycle_test.go  §8 signals, sd_notify, hardware watchdog, logs
+//	e2e_signals_test.go    §8: SIGPIPE, closed streams, SIGQUIT
 //	e2e_qemu_test.go       the ARM and MIPS builds under qemu-user
 
 import (
