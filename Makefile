@@ -16,11 +16,15 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 # Every test the project has: vet, formatting, unit and end-to-end tests
-# (the end-to-end tests build and run the real binary).
+# (the end-to-end tests build and run the real binary). The top package
+# is tested without a package argument, so that go test streams its output
+# and the "SKIP: Test…: reason" lines of tests not run for a missing tool or
+# privilege show without -v (go test ./... hides a passing package's output).
 test: build
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 30m
+	$(GO) test -count=1 -timeout 30m ./internal/...
 	$(MAKE) --no-print-directory test-qemu
 
 # The unit tests again, compiled for ARM and MIPS and run under qemu-user

@@ -61,7 +61,7 @@ func TestContribShellSyntax(t *testing.T) {
 	if _, err := exec.LookPath("busybox"); err == nil {
 		shells = append(shells, []string{"busybox", "sh", "-n"})
 	} else {
-		t.Log("busybox not installed: checking with sh only")
+		sayNotRun(t, "busybox not installed: checking with sh only")
 	}
 	for _, script := range contribShellScripts {
 		info, err := os.Stat(script)
@@ -324,7 +324,7 @@ func sysvinitVariants(t *testing.T, daemon string) []sysvinitVariant {
 		t.Skip("start-stop-daemon matches processes through Linux /proc")
 	}
 	if reason := notMatchable(daemon); reason != "" {
-		t.Skip(reason)
+		skipBecause(t, "%s", reason)
 	}
 	var variants []sysvinitVariant
 	if busybox, err := exec.LookPath("busybox"); err == nil &&
@@ -334,6 +334,8 @@ func sysvinitVariants(t *testing.T, daemon string) []sysvinitVariant {
 			t.Fatal(err)
 		}
 		variants = append(variants, sysvinitVariant{"busybox", "busybox sh", dir})
+	} else {
+		sayNotRun(t, "no BusyBox with start-stop-daemon installed: the script is not tried under BusyBox")
 	}
 	for _, p := range []string{"start-stop-daemon", "/sbin/start-stop-daemon", "/usr/sbin/start-stop-daemon"} {
 		if ssd, err := exec.LookPath(p); err == nil {
@@ -342,7 +344,7 @@ func sysvinitVariants(t *testing.T, daemon string) []sysvinitVariant {
 		}
 	}
 	if len(variants) == 0 {
-		t.Skip("no start-stop-daemon (neither BusyBox's nor the system's) installed")
+		skipBecause(t, "no start-stop-daemon (neither BusyBox's nor the system's) installed")
 	}
 	return variants
 }
@@ -706,7 +708,7 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed: unit not verified")
+		skipBecause(t, "systemd-analyze not installed: unit not verified")
 	}
 	// verify insists that ExecStart= exists: point it at this test binary.
 	self, err := os.Executable()

@@ -56,12 +56,12 @@ func runObserverEnvToExit(t *testing.T, env []string, args ...string) (int, stri
 // IPv4 clients and to IPv6 clients naming the mapped address. Before, the
 // observer exited 1 at start ("is not an IPv6 address").
 func TestE2EPromAddrIPv4Mapped(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "1000", "--prom-addr", "[::ffff:127.0.0.1]:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "[::ffff:127.0.0.1]:0"}})
 	host, port, err := net.SplitHostPort(p.promAddr)
 	if err != nil || host != "127.0.0.1" {
 		t.Fatalf("bound address %q, want 127.0.0.1:PORT", p.promAddr)
 	}
-	if body := httpGet(t, p.promAddr, "/metrics"); !strings.Contains(body, "varta_tracker_capacity 4096\n") {
+	if body := scrape(t, p, nil); !strings.Contains(body, "varta_tracker_capacity 4096\n") {
 		t.Fatalf("IPv4 scrape: %.300q", body)
 	}
 	// An IPv6 socket connecting to the mapped address reaches it too (IPv4

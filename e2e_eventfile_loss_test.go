@@ -43,7 +43,7 @@ func (r *lossRig) batch(n int) {
 	r.sent += sent
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got := scrapeMetrics(r.t, r.o.promAddr)["varta_beats_accepted_total"]
+		got := samples(r.t, scrape(r.t, r.o, nil))["varta_beats_accepted_total"]
 		if int(got) == r.sent {
 			return
 		}
@@ -150,8 +150,8 @@ func TestRotationLiveFileGone(t *testing.T) {
 			archived := filepath.Join(logDir, "archived.tsv")
 			gens := generations(path, 3)
 			all := append([]string{archived}, gens...)
-			o := startObserver(t, "--threshold-ms", "60000", "--export-file", path,
-				"--export-file-max-bytes", fmt.Sprint(maxBytes), "--export-file-keep", "3", "--prom-addr", "127.0.0.1:0")
+			o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "60000", "--export-file", path,
+				"--export-file-max-bytes", fmt.Sprint(maxBytes), "--export-file-keep", "3", "--prom-addr", "127.0.0.1:0"}})
 			r := &lossRig{t: t, o: o}
 			for i := 0; !exists(gens[2]); i++ {
 				if i == 200 {
@@ -222,7 +222,7 @@ func mountTmpfsOpts(t *testing.T, opts string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		fmt.Printf("SKIP %s: mounting a tmpfs (%s) needs root\n", t.Name(), opts)
-		t.Skip("mounting a tmpfs needs root")
+		skipBecause(t, "mounting a tmpfs needs root")
 	}
 	mnt := filepath.Join(shortTempDir(t), "m")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
@@ -230,7 +230,7 @@ func mountTmpfsOpts(t *testing.T, opts string) string {
 	}
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		fmt.Printf("SKIP %s: cannot mount a tmpfs (%s): %v\n", t.Name(), opts, err)
-		t.Skipf("cannot mount a tmpfs (%s): %v", opts, err)
+		skipBecause(t, "cannot mount a tmpfs (%s): %v", opts, err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 	return mnt
@@ -253,8 +253,8 @@ func TestRotationCreateFails(t *testing.T) {
 	}
 	path := filepath.Join(mnt, "e.tsv")
 	gens := generations(path, 3)
-	o := startObserver(t, "--threshold-ms", "60000", "--export-file", path,
-		"--export-file-max-bytes", fmt.Sprint(maxBytes), "--export-file-keep", "3", "--prom-addr", "127.0.0.1:0")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "60000", "--export-file", path,
+		"--export-file-max-bytes", fmt.Sprint(maxBytes), "--export-file-keep", "3", "--prom-addr", "127.0.0.1:0"}})
 	r := &lossRig{t: t, o: o}
 	for i := 0; !strings.Contains(o.stderr.String(), "rotation failed"); i++ {
 		if i == 200 {
@@ -274,7 +274,7 @@ func TestRotationCreateFails(t *testing.T) {
 	if n := strings.Count(o.stderr.String(), "rotation failed"); n != 1 {
 		t.Errorf("the failed rotation is logged %d times, want once per episode", n)
 	}
-	if m := scrapeMetrics(t, o.promAddr); m["varta_export_write_errors_total"] < 2 {
+	if m := samples(t, scrape(t, o, nil)); m["varta_export_write_errors_total"] < 2 {
 		t.Errorf("varta_export_write_errors_total %v: each failed rotation is counted", m["varta_export_write_errors_total"])
 	}
 	if err := os.Remove(filler); err != nil {
@@ -342,7 +342,7 @@ func TestReopenFailureRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(logDir, "e.tsv")
-	o := startObserver(t, "--threshold-ms", "60000", "--export-file", path, "--prom-addr", "127.0.0.1:0")
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "60000", "--export-file", path, "--prom-addr", "127.0.0.1:0"}})
 	r := &lossRig{t: t, o: o}
 	r.batch(10)
 	r.waitRows("before the directory is removed", path)
@@ -355,7 +355,7 @@ func TestReopenFailureRetried(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		// Each failed attempt counts: two or more means it was retried.
-		if m := scrapeMetrics(t, o.promAddr); m["varta_export_write_errors_total"] >= 3 {
+		if m := samples(t, scrape(t, o, nil)); m["varta_export_write_errors_total"] >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -79,7 +79,7 @@ func TestFreezeNoFalseStall(t *testing.T) {
 	for _, factor := range []float64{0.5, 2, 10} {
 		t.Run(fmt.Sprintf("%gx", factor), func(t *testing.T) {
 			freeze := time.Duration(factor * thresholdMs * float64(time.Millisecond))
-			p := startObserver(t, "--threshold-ms", strconv.Itoa(thresholdMs), "--socket-queue", "256")
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", strconv.Itoa(thresholdMs), "--socket-queue", "256"}})
 			// Every beat sent during the freeze must fit in the queue, or
 			// the kernel drops it and the silence is real.
 			need := agents * (int(freeze/(intervalMs*time.Millisecond)) + 4)
@@ -152,7 +152,7 @@ func TestFreezeNoFalseStall(t *testing.T) {
 // observer runs again; an agent that kept beating is not.
 func TestFreezeRealSilenceIsStalled(t *testing.T) {
 	const thresholdMs = 500
-	p := startObserver(t, "--threshold-ms", strconv.Itoa(thresholdMs), "--socket-queue", "256")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", strconv.Itoa(thresholdMs), "--socket-queue", "256"}})
 	if q := observerQueue(t, p); q < 64 {
 		skipBecause(t, "the socket queue holds %d datagrams, this test needs 64 (root gets its own queue of 256)", q)
 	}
@@ -310,7 +310,7 @@ func descends(pid string, root int) bool {
 // mismatch.
 func TestPidNamespaceAgent(t *testing.T) {
 	needPidNamespaces(t)
-	p := startObserver(t, "--threshold-ms", "300", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "300", "--prom-addr", "127.0.0.1:0"}})
 	outer, inner := nsAgent(t, p.socket, "--interval-ms", "50", "--count", "10")
 	if outer == inner {
 		t.Fatalf("outer pid %s equals the namespace pid", outer)
@@ -327,7 +327,7 @@ func TestPidNamespaceAgent(t *testing.T) {
 	if n := countEvents(evs, "beat", inner); n != 0 {
 		t.Errorf("%d beat rows under the namespace pid %s", n, inner)
 	}
-	body := scrapeE2E(t, p, nil)
+	body := scrape(t, p, nil)
 	if want := fmt.Sprintf(`varta_beats_total{pid="%s"} 10`, outer); !strings.Contains(body, want) {
 		t.Errorf("metrics lack %s", want)
 	}
@@ -394,7 +394,7 @@ func TestReusedPidAfterStallIsANewAgent(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skipBecause(t, "reusing a pid on purpose needs root (ns_last_pid)")
 	}
-	p := startObserver(t, "--threshold-ms", "200", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "200", "--prom-addr", "127.0.0.1:0"}})
 	first := startAgent(t, p.socket, "--interval-ms", "20", "--count", "8")
 	first.waitExit(t, 10*time.Second)
 	pid, _ := strconv.Atoi(first.pid)
@@ -406,7 +406,7 @@ func TestReusedPidAfterStallIsANewAgent(t *testing.T) {
 	p.waitEvents(10*time.Second, "the second agent's beats", func(evs []tsvEvent) bool {
 		return countEvents(evs, "beat", first.pid) == 11
 	})
-	body := scrapeE2E(t, p, nil)
+	body := scrape(t, p, nil)
 	if want := fmt.Sprintf(`varta_beats_total{pid="%d"} 3`, pid); !strings.Contains(body, want) {
 		t.Errorf("metrics lack %s (the reused pid kept the old agent's count):\n%s", want, grepLines(body, first.pid))
 	}
@@ -427,13 +427,4 @@ func grepLines(body, s string) string {
 		}
 	}
 	return b.String()
-}
-
-// skipBecause skips t and says why on stderr, where go test shows it
-// without -v. (temporary: the harness gains its own)
-func skipBecause(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	fmt.Fprintf(os.Stderr, "SKIP: %s: %s\n", t.Name(), msg)
-	t.Skip(msg)
 }

@@ -2,20 +2,210 @@
 
 package main
 
+// End-to-end tests of the observer's lifecycle (contract §8): signals and
+// --shutdown-after-secs, systemd's notify protocol, the hardware
+// watchdog, and the log.
+
 import (
 	"bytes"
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// Contract §8: SIGTERM and SIGINT stop the observer cleanly: what was
+// queued before is judged and written, the socket removed, exit 0.
+func TestE2ESignalsExitCleanly(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
+			a := runAgent(t, p.socket, "--count", "3", "--interval-ms", "30")
+			p.waitKind("beat", a.pid, 3)
+			// Queued right before the signal; the agent retries each
+			// datagram until the kernel accepts it.
+			var args []string
+			for i := 0; i < 40; i++ {
+				args = append(args, "--hex", wireFrame(0, uint32(1000+i), 1, 1, 0, breakCRC))
+			}
+			runAgent(t, p.socket, args...)
+			p.signal(sig)
+			if code := p.wait(15 * time.Second); code != 0 {
+				t.Fatalf("exit %d after %v\n%s", code, sig, p.stderr.String())
+			}
+			if _, err := os.Lstat(p.socket); !os.IsNotExist(err) {
+				t.Fatalf("socket not removed after %v: %v", sig, err)
+			}
+			evs := p.readEvents()
+			if n := countEvents(evs, "decode", ""); n != 40 {
+				t.Fatalf("%d of 40 datagrams sent before %v in the event file", n, sig)
+			}
+			if n := countEvents(evs, "beat", a.pid); n != 3 {
+				t.Fatalf("%d of 3 beats in the event file", n)
+			}
+			if s := p.stderr.String(); strings.Contains(s, "goroutine") || strings.Contains(s, "panic") {
+				t.Fatalf("stderr: %s", s)
+			}
+		})
+	}
+}
+
+// Contract §8 and §3: a signal at the first instant the socket exists is a
+// clean stop too.
+//
+// TestE2ESignalRightAfterBind: whoever sees the socket may stop the
+// observer at once; that is still a clean exit that removes the socket.
+// (The race is narrow, so it is tried several times.)
+func TestE2ESignalRightAfterBind(t *testing.T) {
+	binaries(t)
+	for i := 0; i < 20; i++ {
+		sig := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT}[i%2]
+		path := filepath.Join(shortTempDir(t), "s.sock")
+		cmd := exec.Command(observerBin, "--socket", path, "--threshold-ms", "100")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Lstat(path); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("socket never appeared")
+			}
+		}
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		if _, serr := os.Lstat(path); err != nil || serr == nil {
+			t.Fatalf("run %d: %v right after the socket appeared: %v, socket left behind: %v", i, sig, err, serr == nil)
+		}
+	}
+}
+
+// Contract §8: SIGTERM flushes the event file, under full load too.
+//
+// TestSIGTERMUnderLoad sends SIGTERM while four senders, each standing in
+// for a live process, send beats as fast as the observer takes them. Every
+// beat whose send completed before the signal must be in the file, and the
+// file must hold, per pid, beats with nonces 1..k without a gap and no
+// torn line.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipBecause(t, "standing in for other pids needs CAP_SYS_ADMIN; run as root")
+	}
+	o := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000"}})
+	const senders = 4
+	var sentCount [senders]atomic.Uint64
+	pids := make([]int, senders)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range pids {
+		pids[i] = liveProcess(t)
+		tx := newBlockingSender(t, o.socket)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for n := uint64(1); ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := tx.send(encodeFrame(0, uint32(pids[i]), n, uint32(i)), pids[i]); err != nil {
+					return // the observer has gone
+				}
+				sentCount[i].Store(n)
+			}
+		}(i)
+	}
+	time.Sleep(time.Second)
+	var before [senders]uint64
+	for i := range before {
+		before[i] = sentCount[i].Load()
+	}
+	o.signal(unix.SIGTERM)
+	code := o.wait(15 * time.Second)
+	close(stop)
+	wg.Wait()
+	if code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0", code)
+	}
+	data, err := os.ReadFile(o.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		t.Fatalf("event file does not end with a whole line: ...%q", data[max(0, len(data)-80):])
+	}
+	evs := parseEvents(t, data)
+	for i, pid := range pids {
+		ps := strconv.Itoa(pid)
+		var nonces []uint64
+		for _, e := range filterEvents(evs, "beat", ps) {
+			n, err := strconv.ParseUint(e.nonce, 10, 64)
+			if err != nil {
+				t.Fatalf("bad nonce in %q", e.line)
+			}
+			nonces = append(nonces, n)
+		}
+		if !sort.SliceIsSorted(nonces, func(a, b int) bool { return nonces[a] < nonces[b] }) {
+			t.Errorf("pid %s: beats out of order in the file", ps)
+		}
+		for j, n := range nonces {
+			if n != uint64(j+1) {
+				t.Errorf("pid %s: beat %d has nonce %d: a gap after %d", ps, j+1, n, j)
+				break
+			}
+		}
+		k := uint64(len(nonces))
+		t.Logf("pid %s: %d sent before SIGTERM, %d in the file, %d sent in all", ps, before[i], k, sentCount[i].Load())
+		if k < before[i] {
+			t.Errorf("pid %s: %d beats sent before SIGTERM, only %d in the file", ps, before[i], k)
+		}
+		if k > sentCount[i].Load() {
+			t.Errorf("pid %s: %d beats in the file, only %d sent", ps, k, sentCount[i].Load())
+		}
+	}
+}
+
+// Contract §2 --shutdown-after-secs and §8: exit 0 after S seconds, the
+// socket removed, the beats written.
+func TestE2EShutdownAfterSecs(t *testing.T) {
+	start := time.Now()
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--shutdown-after-secs", "2"}})
+	a := runAgent(t, p.socket, "--count", "2", "--interval-ms", "30")
+	agentInTime := true
+	select {
+	case <-p.done:
+		agentInTime = false // a very slow machine: the beats came too late
+	default:
+	}
+	if code := p.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if d := time.Since(start); d < 2*time.Second {
+		t.Fatalf("exited after %v, before --shutdown-after-secs 2", d)
+	}
+	if _, err := os.Lstat(p.socket); !os.IsNotExist(err) {
+		t.Fatalf("socket not removed: %v", err)
+	}
+	if n := countEvents(p.readEvents(), "beat", a.pid); n != 2 && agentInTime {
+		t.Fatalf("%d of 2 beats in the event file", n)
+	}
+}
 
 // notifyListenerE2E is a stand-in for systemd's notify socket.
 type notifyListenerE2E struct {
@@ -68,6 +258,9 @@ func (l *notifyListenerE2E) next(timeout time.Duration) string {
 	}
 }
 
+// Contract §8, systemd: READY=1 once serving, WATCHDOG=1 every
+// WATCHDOG_USEC/2, STOPPING=1 at shutdown, on a path and on an abstract (@)
+// notify socket.
 func TestSystemdNotifyLifecycle(t *testing.T) {
 	for _, abstract := range []bool{false, true} {
 		name := filepath.Join(shortTempDir(t), "notify.sock")
@@ -76,8 +269,10 @@ func TestSystemdNotifyLifecycle(t *testing.T) {
 		}
 		t.Run(map[bool]string{false: "path", true: "abstract"}[abstract], func(t *testing.T) {
 			l := listenNotifyE2E(t, name)
-			p := startObserverCmd(t, []string{observerBinary(t)},
-				[]string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=200000"}, "--threshold-ms", "1000")
+			p := startObserver(t, observerOpts{
+				env:  []string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=200000"},
+				args: []string{"--threshold-ms", "1000"},
+			})
 			if m := l.next(5 * time.Second); m != "READY=1" {
 				t.Fatalf("first notify message %q, want READY=1", m)
 			}
@@ -112,11 +307,15 @@ func TestSystemdNotifyLifecycle(t *testing.T) {
 	}
 }
 
+// Contract §8, systemd: no watchdog pings when WATCHDOG_PID names another
+// process.
 func TestSystemdWatchdogForAnotherPidIsIgnored(t *testing.T) {
 	name := filepath.Join(shortTempDir(t), "notify.sock")
 	l := listenNotifyE2E(t, name)
-	p := startObserverCmd(t, []string{observerBinary(t)},
-		[]string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=100000", "WATCHDOG_PID=1"}, "--threshold-ms", "1000")
+	p := startObserver(t, observerOpts{
+		env:  []string{"NOTIFY_SOCKET=" + name, "WATCHDOG_USEC=100000", "WATCHDOG_PID=1"},
+		args: []string{"--threshold-ms", "1000"},
+	})
 	if m := l.next(5 * time.Second); m != "READY=1" {
 		t.Fatalf("first notify message %q, want READY=1", m)
 	}
@@ -126,11 +325,8 @@ func TestSystemdWatchdogForAnotherPidIsIgnored(t *testing.T) {
 	p.stop()
 }
 
-func observerBinary(t *testing.T) string {
-	binaries(t)
-	return observerBin
-}
-
+// Contract §8 --hw-watchdog: fed from the loop while it runs; the magic
+// close byte V is written only on a clean exit.
 func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 	for _, clean := range []bool{true, false} {
 		t.Run(map[bool]string{true: "clean", false: "killed"}[clean], func(t *testing.T) {
@@ -138,7 +334,7 @@ func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 			if err := os.WriteFile(dev, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			p := startObserver(t, "--threshold-ms", "1000", "--hw-watchdog", dev)
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--hw-watchdog", dev}})
 			// A regular file has no WDIOC_GETTIMEOUT: the feed interval is 1s.
 			deadline := time.Now().Add(5 * time.Second)
 			for {
@@ -170,6 +366,9 @@ func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 	}
 }
 
+// Contract §8, Logs (one line per message, never one per beat; --log-format
+// json), and §3 (the socket's queue limit logged at start).
+//
 // TestLogsJSONQueueLimitAndNoLinePerBeat: --log-format json writes one JSON
 // object per line; the start-up log names the socket queue limit and warns
 // when it is below what the tracker capacity needs; beats log nothing. The
@@ -180,7 +379,7 @@ func TestHardwareWatchdogFedAndClosedWithMagicOnlyWhenClean(t *testing.T) {
 func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 	q, err := maxDgramQlen()
 	if err != nil {
-		t.Skipf("no net.unix.max_dgram_qlen: %v", err)
+		skipBecause(t, "no net.unix.max_dgram_qlen: %v", err)
 	}
 	for _, queueFlag := range []string{"", "0"} {
 		t.Run("socket-queue="+queueFlag, func(t *testing.T) {
@@ -188,10 +387,10 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 			if queueFlag != "" {
 				args = append(args, "--socket-queue", queueFlag)
 			}
-			p := startObserver(t, args...)
+			p := startObserver(t, observerOpts{args: args})
 			runAgent(t, p.socket, "--count", "30", "--interval-ms", "5")
 			p.waitEvents(10*time.Second, "30 beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 30 })
-			gauge := metricValue(t, scrapeE2E(t, p, nil), "varta_socket_queue_datagrams")
+			gauge := metricValue(t, scrape(t, p, nil), "varta_socket_queue_datagrams")
 			p.stopped()
 			queued := queuedUntilFull(t, p.socket)
 			p.signal(syscall.SIGCONT)
@@ -253,6 +452,8 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 	}
 }
 
+// Contract §8: a stderr that stopped being read never stops the observer.
+//
 // TestStderrNotReadDoesNotStopTheLoop: procd's logd, journald or a
 // terminal can stop reading the observer's stderr. The loop must go on
 // surfacing stalls: log lines wait in a bounded buffer, the surplus is
@@ -265,7 +466,7 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	}
 	defer r.Close()
 	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096) // one page: a few dozen lines fill it
-	p := startObserverStderr(t, w, "--threshold-ms", "10", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{stderr: w, args: []string{"--threshold-ms", "10", "--prom-addr", "127.0.0.1:0"}})
 	w.Close()
 	// A storm of stalls: every 40-ms gap of every agent is a silence past
 	// the 10-ms threshold, and each stall is a log line: ~1500 lines,
@@ -282,7 +483,7 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	p.waitEvents(10*time.Second, "the stall of an agent that beat after stderr filled", func(evs []tsvEvent) bool {
 		return countEvents(evs, "stall", last.pid) == 1
 	})
-	lost := metricValue(t, scrapeE2E(t, p, nil), "varta_log_lines_dropped_total")
+	lost := metricValue(t, scrape(t, p, nil), "varta_log_lines_dropped_total")
 	// The reader comes back: everything still queued, and the report of
 	// what was dropped, is written before the exit completes.
 	outc := make(chan []byte)

@@ -7,8 +7,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +60,9 @@ func qemuBinaries(t *testing.T, tg qemuTarget) (observer, agent string) {
 	return observer, agent
 }
 
+// Contract §4 (beats; a stall on time), §6 (a scrape) and §3 (the socket
+// removed at exit) for the ARM and MIPS release builds, run under
+// qemu-user.
 func TestQemuBeatStallScrape(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skip("qemu-user end-to-end runs are set up for a linux/amd64 host")
@@ -70,11 +71,14 @@ func TestQemuBeatStallScrape(t *testing.T) {
 		t.Run(tg.name, func(t *testing.T) {
 			qemu, err := exec.LookPath(tg.qemu)
 			if err != nil {
-				t.Skipf("%s not installed (apt-get install qemu-user-static; .ci/run does): skipping the %s run", tg.qemu, tg.name)
+				skipBecause(t, "%s not installed (apt-get install qemu-user-static; .ci/run does): skipping the %s run", tg.qemu, tg.name)
 			}
 			observerPath, agentPath := qemuBinaries(t, tg)
 			const threshold = 400
-			p := startObserverCmd(t, []string{qemu, observerPath}, nil, "--threshold-ms", fmt.Sprint(threshold), "--prom-addr", "127.0.0.1:0")
+			p := startObserver(t, observerOpts{
+				argv0: []string{qemu, observerPath},
+				args:  []string{"--threshold-ms", fmt.Sprint(threshold), "--prom-addr", "127.0.0.1:0"},
+			})
 
 			cmd := exec.Command(qemu, agentPath, "--socket", p.socket, "--count", "6", "--interval-ms", "50", "--payload", "7", "--status", "degraded")
 			out, err := cmd.CombinedOutput()
@@ -96,13 +100,7 @@ func TestQemuBeatStallScrape(t *testing.T) {
 				t.Errorf("stall surfaced %v after its deadline under qemu; want 0..200ms", time.Duration(late))
 			}
 
-			resp, err := http.Get("http://" + p.promAddr + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			text := string(body)
+			text := scrape(t, p, nil)
 			for _, want := range []string{
 				`varta_beats_total{pid="` + pid + `"} 6`,
 				`varta_stalls_total{pid="` + pid + `"} 1`,

@@ -42,7 +42,7 @@ func TestBrokenStderrPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	o := startObserverStderr(t, w, "--threshold-ms", "100", "--prom-addr", "127.0.0.1:0")
+	o := startObserver(t, observerOpts{stderr: w, args: []string{"--threshold-ms", "100", "--prom-addr", "127.0.0.1:0"}})
 	w.Close()
 	br := bufio.NewReader(r)
 	for i := 0; i < 2; i++ {
@@ -58,7 +58,7 @@ func TestBrokenStderrPipe(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		o.alive("after its stderr pipe broke")
-		if m := scrapeMetrics(t, o.promAddr); m["varta_log_lines_dropped_total"] >= 1 {
+		if m := samples(t, scrape(t, o, nil)); m["varta_log_lines_dropped_total"] >= 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -147,7 +147,7 @@ func TestBrokenStdoutBeforeAddress(t *testing.T) {
 			}
 			a := runAgent(t, sock, "--count", "3", "--interval-ms", "1")
 			p.waitKind("beat", a.pid, 3)
-			m := scrapeMetrics(t, addr)
+			m := samples(t, scrape(t, p, nil))
 			if how == "broken pipe" && m["varta_log_lines_dropped_total"] < 1 {
 				t.Errorf("varta_log_lines_dropped_total %v: the address line that could not be written is not counted", m["varta_log_lines_dropped_total"])
 			}
@@ -168,7 +168,7 @@ func TestBrokenStdoutBeforeAddress(t *testing.T) {
 // exit status is 0, and no goroutine dump reaches stderr. A second SIGQUIT
 // during the shutdown changes nothing.
 func TestSIGQUITIsCleanStop(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "50", "--shutdown-grace-ms", "2000", "--recovery-exec", "sleep 30")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--shutdown-grace-ms", "2000", "--recovery-exec", "sleep 30"}})
 	hung := hungAgent(t, p.socket)
 	p.waitEvents(10*time.Second, "the recovery spawned", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", hung.pid, "spawned")

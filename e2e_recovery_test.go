@@ -2,8 +2,9 @@
 
 package main
 
-// End-to-end tests of recovery: the real binary, real agents that hang,
-// real recovery commands, and /proc to see what became of the children.
+// End-to-end tests of recovery (contract §7): the real binary, real agents
+// that hang, real recovery commands, and /proc to see what became of the
+// children.
 
 import (
 	"fmt"
@@ -186,12 +187,16 @@ func readFileEventually(t *testing.T, path string) string {
 	}
 }
 
+// Contract §7 and §2 --recovery-cmd: on a stall, /bin/sh -c runs the
+// template with every {pid} replaced, right after the stall; the child gets
+// the environment plus VARTA_PID, but not LISTEN_FDNAMES; its exit is
+// logged and reaped.
 func TestRecoveryE2EShellSubstitutesPid(t *testing.T) {
 	dir := shortTempDir(t)
 	t.Setenv("VARTA_TEST_INHERITED", "yes")
 	t.Setenv("LISTEN_FDNAMES", "meant-for-the-observer")
-	p := startObserver(t, "--threshold-ms", "100",
-		"--recovery-cmd", `echo "{pid}:{pid}" > `+dir+`/out.{pid}; tr '\0' '\n' < /proc/$$/environ > `+dir+`/env.{pid}`)
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100",
+		"--recovery-cmd", `echo "{pid}:{pid}" > ` + dir + `/out.{pid}; tr '\0' '\n' < /proc/$$/environ > ` + dir + `/env.{pid}`}})
 	a := hungAgent(t, p.socket)
 	evs := p.waitEvents(10*time.Second, "recovery exit_0", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "exit_0")
@@ -227,6 +232,9 @@ func TestRecoveryE2EShellSubstitutesPid(t *testing.T) {
 	}
 }
 
+// Contract §7 and §2 --recovery-exec: no shell, {pid} replaced inside
+// arguments, shell characters inert, and a clean environment (PATH plus
+// VARTA_PID).
 func TestRecoveryE2EExecSubstitutesPidShellCharactersInert(t *testing.T) {
 	dir := shortTempDir(t)
 	script := filepath.Join(dir, "rec.sh")
@@ -235,8 +243,8 @@ func TestRecoveryE2EExecSubstitutesPidShellCharactersInert(t *testing.T) {
 	}
 	pwned := filepath.Join(dir, "pwned")
 	args := []string{"a{pid}b{pid}", ";touch", pwned, "$(touch${IFS}" + pwned + "2)", "`touch", pwned + "3`", "|", "&&", "'{pid}'", ">" + pwned + "4"}
-	p := startObserver(t, "--threshold-ms", "100",
-		"--recovery-exec", "  "+script+" "+dir+"/out.{pid}   "+strings.Join(args, " "))
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100",
+		"--recovery-exec", "  " + script + " " + dir + "/out.{pid}   " + strings.Join(args, " ")}})
 	a := hungAgent(t, p.socket)
 	p.waitEvents(10*time.Second, "recovery exit_0", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "exit_0")
@@ -264,6 +272,8 @@ func TestRecoveryE2EExecSubstitutesPidShellCharactersInert(t *testing.T) {
 	}
 }
 
+// Contract §7 and §5 (recovery rows): the outcome (exit_0, exit_N,
+// spawn_failed) goes to the event file and the metrics.
 func TestRecoveryE2EExitStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name, flag, cmd, want string
@@ -274,7 +284,7 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 		{"spawn_failed", "--recovery-exec", "/nonexistent/restart-agent {pid}", "spawn_failed", "spawn_failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startObserver(t, "--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", tc.flag, tc.cmd)
+			p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--prom-addr", "127.0.0.1:0", tc.flag, tc.cmd}})
 			a := hungAgent(t, p.socket)
 			want := []string{"spawned", tc.want}
 			if tc.want == "spawn_failed" {
@@ -304,11 +314,15 @@ func TestRecoveryE2EExitStatus(t *testing.T) {
 	}
 }
 
+// Contract §2 --recovery-debounce-ms and §7: at most one recovery per pid
+// per window.
+//
 // An agent that beats every 150 ms against a 50 ms threshold stalls after
 // each beat (12 beats); with a 500 ms window, every stall is spawned or debounced and
 // spawns are at least a window apart.
 func TestRecoveryE2EDebounce(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "true", "--recovery-debounce-ms", "500", "--prom-addr", "127.0.0.1:0")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50",
+		"--recovery-exec", "true", "--recovery-debounce-ms", "500", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "150", "--count", "12")
 	a.waitExit(t, 10*time.Second)
 	evs := p.waitEvents(5*time.Second, "a recovery row for every stall", func(evs []tsvEvent) bool {
@@ -363,12 +377,15 @@ func filterSpawnDebounce(evs []tsvEvent, pid string) []tsvEvent {
 	return out
 }
 
+// Contract §2 --recovery-timeout-ms and §7: a child past the timeout is
+// killed.
+//
 // A recovery running past --recovery-timeout-ms is killed with its whole
 // process group: the shell and the sleep it started.
 func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 	dir := shortTempDir(t)
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-timeout-ms", "300", "--prom-addr", "127.0.0.1:0",
-		"--recovery-cmd", "sleep 30 & echo $! > "+dir+"/gc.{pid}; wait")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--recovery-timeout-ms", "300", "--prom-addr", "127.0.0.1:0",
+		"--recovery-cmd", "sleep 30 & echo $! > " + dir + "/gc.{pid}; wait"}})
 	a := hungAgent(t, p.socket)
 	evs := p.waitEvents(10*time.Second, "recovery killed", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "killed")
@@ -399,10 +416,12 @@ func TestRecoveryE2ETimeoutKillsProcessGroup(t *testing.T) {
 	}
 }
 
+// Contract §7: what a recovery child inherits.
+//
 // A recovery child gets stdin from /dev/null, stdout and stderr on the
 // observer's stderr, no other descriptor, and a process group of its own.
 func TestRecoveryE2EChildDescriptorsAndGroup(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "50", "--recovery-exec", "sleep 5")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--recovery-exec", "sleep 5"}})
 	a := hungAgent(t, p.socket)
 	p.waitEvents(10*time.Second, "recovery spawned", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "spawned")
@@ -462,13 +481,15 @@ func stallDelay(t testing.TB, evs []tsvEvent, pid string, threshold time.Duratio
 	return time.Duration(stall-lastBeat) - threshold
 }
 
+// Contract §7 (spawned without waiting for it) and §4 (stalls on time).
+//
 // A slow recovery command holds nothing up: the loop never waits for it, so
 // other agents' stalls are surfaced on time while it runs. (A loop that
 // waited would also hold back the event file until the sleep ended.) The
 // bound is loose and a CPU-starved run gets two more agents; the real
 // figure is BenchmarkRecoveryStallDelay's.
 func TestRecoveryE2ESlowRecoveryDoesNotDelayStalls(t *testing.T) {
-	p := startObserver(t, "--threshold-ms", "100", "--recovery-cmd", "sleep 5")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100", "--recovery-cmd", "sleep 5"}})
 	a := hungAgent(t, p.socket)
 	p.waitEvents(10*time.Second, "the first recovery spawned", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", a.pid, "spawned")
@@ -504,12 +525,14 @@ func TestRecoveryE2ESlowRecoveryDoesNotDelayStalls(t *testing.T) {
 	}
 }
 
+// Contract §7 and §8: on shutdown, children are killed and reaped.
+//
 // Shutdown with recoveries running kills them, process groups and all,
 // reaps them, and still exits 0.
 func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
 	dir := shortTempDir(t)
-	p := startObserver(t, "--threshold-ms", "50", "--shutdown-grace-ms", "2000",
-		"--recovery-cmd", "trap '' TERM INT HUP; sleep 30 & echo $! > "+dir+"/gc.{pid}; wait")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "50", "--shutdown-grace-ms", "2000",
+		"--recovery-cmd", "trap '' TERM INT HUP; sleep 30 & echo $! > " + dir + "/gc.{pid}; wait"}})
 	agents := []*agentProc{hungAgent(t, p.socket), hungAgent(t, p.socket)}
 	p.waitEvents(10*time.Second, "both recoveries spawned", func(evs []tsvEvent) bool {
 		return hasPayload(evs, "recovery", agents[0].pid, "spawned") && hasPayload(evs, "recovery", agents[1].pid, "spawned")
@@ -551,11 +574,13 @@ func TestRecoveryE2EShutdownKillsChildren(t *testing.T) {
 	}
 }
 
+// Contract §7 and §4: how late stalls are while recoveries run.
+//
 // BenchmarkRecoveryStallDelay measures how late stalls are surfaced while
 // slow recovery commands run: each iteration hangs a fresh agent whose
 // recovery (sleep 2) is still running when the next one stalls.
 func BenchmarkRecoveryStallDelay(b *testing.B) {
-	p := startObserver(b, "--threshold-ms", "20", "--recovery-cmd", "sleep 2")
+	p := startObserver(b, observerOpts{args: []string{"--threshold-ms", "20", "--recovery-cmd", "sleep 2"}})
 	var total, worst time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
