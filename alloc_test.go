@@ -69,6 +69,11 @@ func TestAllocsSurfaceStall(t *testing.T) {
 	nonce := uint64(1)
 	sendFrame(t, fd, Frame{Status: StatusOK, Pid: pid, Nonce: nonce})
 	o.drainSocket()
+	// The agent is this process: under qemu-user its /proc/self/stat start
+	// time is the calling thread's and changes, which would look like a
+	// reused pid when it beats again after its stall. Unknown start time:
+	// no reuse check.
+	o.tr.slots[o.tr.lookup(pid)].startTime = 0
 	var b [FrameSize]byte // outside the closure: write(2)'s buffer escapes
 	stallAndRearm := func() {
 		// The deadline has passed: one stall. Then a beat re-arms it.
