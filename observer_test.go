@@ -297,9 +297,10 @@ func TestClocksNowAgree(t *testing.T) {
 	if d := w1 - wall; d < 0 || d > int64(time.Second) {
 		t.Fatalf("clocksNow wall is %v before time.Now", time.Duration(d))
 	}
-	// The offset to the raw clock is learnt at start to within the few µs
-	// between its two readings.
-	if raw := monoRaw(); raw < mono-int64(time.Millisecond) || raw-mono > int64(time.Second) {
+	// The offset to the raw clock is learnt at start to within the time
+	// between its two readings: a few µs natively, over a millisecond seen
+	// under qemu-user on a loaded machine.
+	if raw := monoRaw(); raw < mono-int64(100*time.Millisecond) || raw-mono > int64(time.Second) {
 		t.Fatalf("clocksNow mono %d vs CLOCK_MONOTONIC %d", mono, raw)
 	}
 }
