@@ -331,6 +331,75 @@ func TestHeadEnd(t *testing.T) {
 	}
 }
 
+// TestParseRequestLine covers the request line: origin-form, and the
+// absolute-form of RFC 9112 §3.2.2 (only http://, any case; the path is
+// what follows the authority, "/" when none; the query is dropped).
+func TestParseRequestLine(t *testing.T) {
+	const bad = "!bad"
+	for line, want := range map[string]string{
+		"GET /metrics HTTP/1.1\r\nHost: x\r\n":               "GET /metrics",
+		"GET /metrics?x=1&y=2 HTTP/1.1\r\n":                  "GET /metrics",
+		"HEAD / HTTP/1.0\n":                                  "HEAD /",
+		"GET /metrics HTTP/1.1":                              "GET /metrics",
+		"GET http://host/metrics HTTP/1.1\r\nHost: host\r\n": "GET /metrics",
+		"GET http://127.0.0.1:9100/metrics HTTP/1.1\r\n":     "GET /metrics",
+		"GET http://[::1]:9100/metrics?a=b HTTP/1.1\r\n":     "GET /metrics",
+		"GET HTTP://HOST/metrics HTTP/1.1\r\n":               "GET /metrics",
+		"GET HtTp://host/metrics HTTP/1.1\r\n":               "GET /metrics",
+		"GET http://host HTTP/1.1\r\n":                       "GET /",
+		"GET http://host?q HTTP/1.1\r\n":                     "GET /",
+		"GET http://host/ HTTP/1.1\r\n":                      "GET /",
+		"GET http://user@host/metrics/x HTTP/1.1\r\n":        "GET /metrics/x",
+		"POST http://host/metrics HTTP/1.1\r\n":              "POST /metrics",
+		"GET https://host/metrics HTTP/1.1\r\n":              bad,
+		"GET HTTPS://host/metrics HTTP/1.1\r\n":              bad,
+		"GET ftp://host/metrics HTTP/1.1\r\n":                bad,
+		"GET unix:/metrics HTTP/1.1\r\n":                     bad,
+		"GET http:///metrics HTTP/1.1\r\n":                   bad,
+		"GET http:// HTTP/1.1\r\n":                           bad,
+		"GET http:/metrics HTTP/1.1\r\n":                     bad,
+		"GET metrics HTTP/1.1\r\n":                           "GET metrics", // no URI: 404 as before
+		"GET * HTTP/1.1\r\n":                                 "GET *",
+		"GET /metrics HTTP/2.0\r\n":                          bad,
+		"GET /metrics\r\n":                                   bad,
+		"GET  HTTP/1.1\r\n":                                  bad,
+		" /metrics HTTP/1.1\r\n":                             bad,
+		"":                                                   bad,
+	} {
+		method, path, ok := parseRequestLine([]byte(line))
+		got := string(method) + " " + string(path)
+		if !ok {
+			got = bad
+		}
+		if got != want {
+			t.Errorf("parseRequestLine(%q) = %q, want %q", line, got, want)
+		}
+	}
+}
+
+// TestAbsoluteFormServed sends absolute-form requests over a real loopback
+// connection: http:// is served like the path it names, another scheme
+// gets 400.
+func TestAbsoluteFormServed(t *testing.T) {
+	o := newLoopObserver(t, 2, 1000)
+	for req, want := range map[string]string{
+		"GET http://127.0.0.1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n": "HTTP/1.1 200 OK\r\nContent-Type: " + promContentType,
+		"GET HTTP://x/metrics?y HTTP/1.1\r\n\r\n":                          "HTTP/1.1 200 OK\r\nContent-Type: " + promContentType,
+		"GET http://x HTTP/1.1\r\n\r\n":                                    "HTTP/1.1 200 OK\r\nContent-Type: text/html",
+		"GET http://x/nope HTTP/1.1\r\n\r\n":                               "HTTP/1.1 404 Not Found\r\n",
+		"GET https://x/metrics HTTP/1.1\r\n\r\n":                           "HTTP/1.1 400 Bad Request\r\n",
+	} {
+		resp := fuzzExchange(t, o, []byte(req))
+		if !bytes.HasPrefix(resp, []byte(want)) {
+			t.Errorf("%q: response %q, want it to start %q", req, trim(resp), want)
+		}
+		if strings.HasPrefix(want, "HTTP/1.1 200 OK\r\nContent-Type: "+promContentType) &&
+			!bytes.Contains(resp, []byte("\nvarta_build_info{")) {
+			t.Errorf("%q: no metrics in %q", req, trim(resp))
+		}
+	}
+}
+
 func TestAuthorizationHeader(t *testing.T) {
 	p := &promServer{token: []byte("s3cret")}
 	for head, want := range map[string]bool{

@@ -25,10 +25,12 @@ func TestScrapeAllocatesNothing(t *testing.T) {
 	for _, req := range []string{
 		"GET / HTTP/1.1\r\n\r\n", "GET /nope HTTP/1.1\r\n\r\n", "POST /metrics HTTP/1.1\r\n\r\n",
 		"HEAD /metrics HTTP/1.1\r\n\r\n", "garbage\r\n\r\n",
+		"GET http://x/metrics?a=b HTTP/1.1\r\n\r\n", "GET HTTP://x HTTP/1.1\r\n\r\n",
+		"GET https://x/metrics HTTP/1.1\r\n\r\n",
 	} {
 		c := newScrapeClient(t, o, req)
 		if allocs := testing.AllocsPerRun(10, func() { c.scrape(t, o, nil) }); allocs != 0 {
-			t.Errorf("%q allocates %.1f times", strings.Fields(req)[0], allocs)
+			t.Errorf("%q allocates %.1f times", strings.TrimSpace(req), allocs)
 		}
 	}
 }

@@ -34,6 +34,7 @@ func FuzzHTTPRequest(f *testing.F) {
 	f.Add([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
 	f.Add([]byte("GET /metrics HTTP/1.1\r\nAuthorization: Bearer " + fuzzToken + "\r\n\r\n"))
 	f.Add([]byte("HEAD / HTTP/1.0\n\n"))
+	f.Add([]byte("GET http://x:9100/metrics?a HTTP/1.1\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, req []byte) {
 		for _, o := range []*observer{open, guarded} {
 			resp := fuzzExchange(t, o, req)

@@ -13,6 +13,13 @@ import (
 // parseRequestLine splits the request line that starts head into its
 // method and the path of its target (the query dropped); false when it is
 // not METHOD SP TARGET SP HTTP/1.x.
+//
+// The target may be in origin-form ("/metrics") or, as RFC 9112 §3.2.2
+// requires servers to accept, in absolute-form ("http://host/metrics"):
+// the path is what follows the authority, "/" when nothing does. Only the
+// http scheme (any case) is served; any other scheme ("https://" from a
+// scraper configured for TLS by mistake) is not ours and is false, so a
+// 400, as is an absolute target without a host.
 func parseRequestLine(head []byte) (method, path []byte, ok bool) {
 	line := head
 	if i := bytes.IndexByte(head, '\n'); i >= 0 {
@@ -27,7 +34,59 @@ func parseRequestLine(head []byte) (method, path []byte, ok bool) {
 	if i := bytes.IndexByte(target, '?'); i >= 0 {
 		target = target[:i]
 	}
+	if target[0] != '/' {
+		abs, isHTTP := absolutePath(target)
+		if !isHTTP {
+			return nil, nil, false
+		}
+		target = abs
+	}
 	return method, target, true
+}
+
+// absolutePath returns the path of an absolute-form target whose query is
+// already dropped: "http://host:9100/metrics" → "/metrics", "http://host"
+// → "/". False for another scheme or an empty authority. A target that is
+// no URI at all (no scheme before a ':') is returned as it is, to be
+// answered 404 as before.
+func absolutePath(target []byte) ([]byte, bool) {
+	const scheme = "http://"
+	if len(target) >= len(scheme) && bytes.EqualFold(target[:len(scheme)], []byte(scheme)) {
+		rest := target[len(scheme):]
+		i := bytes.IndexByte(rest, '/')
+		if i < 0 {
+			i = len(rest)
+		}
+		if i == 0 {
+			return nil, false // "http:///metrics": no host
+		}
+		if i == len(rest) {
+			return rootPath, true
+		}
+		return rest[i:], true
+	}
+	if hasScheme(target) {
+		return nil, false
+	}
+	return target, true
+}
+
+var rootPath = []byte("/")
+
+// hasScheme reports whether target starts with a URI scheme and its ':'
+// (RFC 3986 §3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":").
+func hasScheme(target []byte) bool {
+	for i, c := range target {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && c == ':':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // readRequest reads what has arrived of the request head and answers once
