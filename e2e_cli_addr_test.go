@@ -7,49 +7,15 @@ package main
 // message. The real binary, real sockets.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// runObserverEnvToExit is runObserverToExit with env added to the test's
-// environment.
-func runObserverEnvToExit(t *testing.T, env []string, args ...string) (int, string, string) {
-	t.Helper()
-	binaries(t)
-	cmd := exec.Command(observerBin, args...)
-	cmd.Env = append(cmd.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode(), stdout.String(), stderr.String()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0, stdout.String(), stderr.String()
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("observer %q still running after 10s", args)
-		return 0, "", ""
-	}
-}
 
 // TestE2EPromAddrIPv4Mapped: [::ffff:127.0.0.1]:0 is a valid address. It is
 // bound as 127.0.0.1 (see parseListenAddr), printed as such, and served to

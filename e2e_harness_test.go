@@ -273,14 +273,22 @@ func startObserver(t testing.TB, opts observerOpts) *observerProc {
 // itself; it returns the status, stdout and stderr.
 func runObserverToExit(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return runObserverEnvToExit(t, nil, args...)
+}
+
+// runObserverEnvToExit is runObserverToExit with env added to the test's
+// environment.
+func runObserverEnvToExit(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	binaries(t)
 	cmd := exec.Command(observerBin, args...)
+	cmd.Env = append(cmd.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
