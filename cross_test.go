@@ -22,12 +22,15 @@ func TestCrossArtifacts(t *testing.T) {
 	if testing.Short() || os.Getenv("VARTA_E2E") == "0" {
 		t.Skip("builds every release target")
 	}
+	// A directory of its own: a second make test beside this one (or a
+	// release in dist/) must not see half-written files.
+	dist := t.TempDir()
 	cmd := exec.Command("./cross")
-	cmd.Env = append(os.Environ(), "VERSION=0.0.0-test")
+	cmd.Env = append(os.Environ(), "VERSION=0.0.0-test", "DIST="+dist)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("./cross: %v\n%s", err, out)
 	}
-	sums, err := os.Open("dist/SHA256SUMS")
+	sums, err := os.Open(filepath.Join(dist, "SHA256SUMS"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +42,7 @@ func TestCrossArtifacts(t *testing.T) {
 		if !ok {
 			t.Fatalf("SHA256SUMS line %q", sc.Text())
 		}
-		data, err := os.ReadFile(filepath.Join("dist", name))
+		data, err := os.ReadFile(filepath.Join(dist, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +57,7 @@ func TestCrossArtifacts(t *testing.T) {
 		if strings.Contains(name, "_darwin_") {
 			continue // Mach-O, linked against libSystem by necessity
 		}
-		f, err := elf.Open(filepath.Join("dist", name))
+		f, err := elf.Open(filepath.Join(dist, name))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
