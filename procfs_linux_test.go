@@ -65,12 +65,20 @@ func TestStatFieldsNeverPanics(t *testing.T) {
 	}
 }
 
-// TestProcReaderOwnProcess reads this process's /proc entries and compares
-// them with an independent parse.
+// TestProcReaderOwnProcess reads this process's /proc entries, and a
+// child's start time, and compares them with an independent parse. The
+// start time is a child's: qemu-user makes up /proc/self/stat from the
+// calling thread, whose start time changes as goroutines move between
+// threads, while a child's comes from the kernel, as a real agent's does.
 func TestProcReaderOwnProcess(t *testing.T) {
 	var p procReader
 	pid := uint32(os.Getpid())
-	data, err := os.ReadFile("/proc/self/stat")
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Skip("cannot start sleep:", err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(child.Process.Pid) + "/stat")
 	if err != nil {
 		t.Skip("no /proc:", err)
 	}
@@ -80,8 +88,8 @@ func TestProcReaderOwnProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.startTime(pid); got != want || got == 0 {
-		t.Fatalf("startTime(self) = %d, want %d", got, want)
+	if got := p.startTime(uint32(child.Process.Pid)); got != want || got == 0 {
+		t.Fatalf("startTime(child) = %d, want %d", got, want)
 	}
 	if !p.alive(pid) {
 		t.Fatal("alive(self) = false")
