@@ -121,10 +121,14 @@ func TestPackageVersionMapping(t *testing.T) {
 	}
 	// No tag yet: a bare hash still gives a version dpkg accepts, ordered by
 	// the number of commits.
-	out, err := exec.Command("./package", "--print-version", "abc1234-dirty").CombinedOutput()
-	got := strings.TrimSpace(string(out))
-	if err != nil || !strings.HasPrefix(got, "0.0.0+git") || !strings.HasSuffix(got, ".gabc1234.dirty") {
-		t.Errorf("package version of a bare hash = %q (%v), want 0.0.0+git<N>.gabc1234.dirty", got, err)
+	// A hash that starts with digits, or is all digits, is a hash too: taken
+	// for a version, 282c66d would sort above every later 0.0.0+git one.
+	for _, hash := range []string{"abc1234", "282c66d", "1234567"} {
+		out, err := exec.Command("./package", "--print-version", hash+"-dirty").CombinedOutput()
+		got := strings.TrimSpace(string(out))
+		if err != nil || !strings.HasPrefix(got, "0.0.0+git") || !strings.HasSuffix(got, ".g"+hash+".dirty") {
+			t.Errorf("package version of the bare hash %s = %q (%v), want 0.0.0+git<N>.g%s.dirty", hash, got, err, hash)
+		}
 	}
 	// What the mapping is for: upgrades in the order of the releases.
 	order := []string{"0.0.0+git180.gabc1234", "1.2.0~rc1", "1.2.0", "1.2.0+5.gabc1234", "1.2.0+5.gabc1234.dirty", "1.2.0+12.g0000000", "1.2.1"}
