@@ -770,3 +770,78 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Errorf("README's logrotate postrotate does not use the init script's reload:\n%s", post)
 	}
 }
+
+// TestReadmeRouterSection: the router section does not send a binary by
+// scp onto the running /usr/bin/varta-watch (that fails with "Text file
+// busy") but to a temporary name that mv puts in place; it does not map
+// uname -m to a MIPS byte order (32-bit MIPS kernels print "mips" for both);
+// and the Packages section names a board family for exactly the .ipk
+// architectures ./package builds.
+func TestReadmeRouterSection(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, deploy, ok := strings.Cut(string(b), "## Deploying to a router or single-board computer\n")
+	if !ok {
+		t.Fatal("README has no router section")
+	}
+	deploy, packages, _ := strings.Cut(deploy, "\n## Packages\n")
+	packages, _, _ = strings.Cut(packages, "\n## ")
+	for _, line := range strings.Split(deploy, "\n") {
+		if strings.Contains(line, "scp ") && strings.Contains(line, ":/usr/bin/varta-watch") &&
+			!strings.Contains(line, ":/usr/bin/varta-watch.new") {
+			t.Errorf("router section copies onto the running binary: %q", line)
+		}
+		if strings.Contains(line, "mipsel") && strings.Contains(line, "→ `mipsle`") {
+			t.Errorf("router section maps uname -m to a MIPS byte order: %q", line)
+		}
+	}
+	if !strings.Contains(deploy, "mv /usr/bin/varta-watch.new /usr/bin/varta-watch") {
+		t.Error("router section does not mv the copied binary into place")
+	}
+	for _, s := range []string{"opkg print-architecture", "opkg install", "dpkg -i", "hexdump -s 4 -n 2"} {
+		if !strings.Contains(deploy, s) {
+			t.Errorf("router section does not mention %q", s)
+		}
+	}
+	script, err := os.ReadFile("package")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ipks, _ := strings.Cut(string(script), "\nIPKS=(\n")
+	ipks, _, _ = strings.Cut(ipks, "\n)")
+	built := map[string]string{}
+	for _, line := range strings.Split(ipks, "\n") {
+		f := strings.Fields(strings.Trim(strings.TrimSpace(line), `"`))
+		if len(f) == 2 {
+			built[f[1]] = strings.TrimPrefix(f[0], "linux/")
+		}
+	}
+	if len(built) < 10 {
+		t.Fatalf("read %d .ipk architectures from ./package", len(built))
+	}
+	listed := map[string]string{}
+	for _, line := range strings.Split(packages, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) != 5 {
+			continue
+		}
+		first := strings.TrimSpace(cells[1])
+		if arch := strings.Trim(first, "`"); len(first) == len(arch)+2 && arch != "" && !strings.ContainsAny(arch, " `") {
+			listed[arch] = strings.TrimSpace(cells[2])
+		}
+	}
+	for arch, bin := range built {
+		if got, ok := listed[arch]; !ok {
+			t.Errorf("README's Packages table has no row for the .ipk architecture %s", arch)
+		} else if got != bin {
+			t.Errorf("README says %s takes the %s binary; ./package gives it %s", arch, got, bin)
+		}
+	}
+	for arch := range listed {
+		if _, ok := built[arch]; !ok {
+			t.Errorf("README's Packages table lists %s, which ./package does not build", arch)
+		}
+	}
+}
