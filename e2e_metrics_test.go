@@ -5,17 +5,12 @@ package main
 // server storing it, and the shipped alert rules.
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -119,88 +114,23 @@ func TestHostileProcessName(t *testing.T) {
 // TestE2EPrometheusIngests runs a real Prometheus server against the
 // observer and queries what it stored.
 func TestE2EPrometheusIngests(t *testing.T) {
-	prom, err := exec.LookPath("prometheus")
-	if err != nil {
+	if _, err := exec.LookPath("prometheus"); err != nil {
 		skipBecause(t, "prometheus not installed (Debian package prometheus): ingestion not tested")
 	}
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0"}})
 	a := startAgent(t, p.socket, "--interval-ms", "50")
-
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	webAddr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: varta\n    static_configs:\n      - targets: ['%s']\n", p.promAddr)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	cmd := exec.Command(prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+webAddr, "--log.level=warn")
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
+	prom := startPrometheus(t, fmt.Sprintf("  - job_name: varta\n    static_configs:\n      - targets: ['%s']\n", p.promAddr))
+	prom.waitFor(60*time.Second, "storing varta_beats_total of pid "+a.pid, func() (bool, string) {
+		s, err := prom.query(`varta_beats_total{job="varta",pid="` + a.pid + `"} > 0`)
+		if err != nil || len(s) != 1 {
+			return false, fmt.Sprintf("%v %v", s, err)
 		}
-	}()
-	query := func(q string) (string, error) {
-		resp, err := testHTTP.Get("http://" + webAddr + "/api/v1/query?query=" + url.QueryEscape(q))
-		if err != nil {
-			return "", err
+		up, err := prom.query(`up{job="varta"}`)
+		if err != nil || len(up) != 1 || up[0].value != "1" {
+			return false, fmt.Sprintf("up{job=\"varta\"} = %v (%v)", up, err)
 		}
-		defer resp.Body.Close()
-		var r struct {
-			Status string
-			Data   struct {
-				Result []struct {
-					Value [2]any
-				}
-			}
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-			return "", err
-		}
-		if r.Status != "success" || len(r.Data.Result) == 0 {
-			return "", fmt.Errorf("status %q, %d results", r.Status, len(r.Data.Result))
-		}
-		s, _ := r.Data.Result[0].Value[1].(string)
-		return s, nil
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		v, err := query(`varta_beats_total{job="varta",pid="` + a.pid + `"}`)
-		if err == nil {
-			if n, _ := strconv.ParseFloat(v, 64); n > 0 {
-				if up, err := query(`up{job="varta"}`); err != nil || up != "1" {
-					t.Errorf("up{job=\"varta\"} = %q (%v)", up, err)
-				}
-				return
-			}
-		}
-		last = err
-		time.Sleep(500 * time.Millisecond)
-	}
-	sc := bufio.NewScanner(strings.NewReader(logs.String()))
-	var tail []string
-	for sc.Scan() {
-		tail = append(tail, sc.Text())
-	}
-	if len(tail) > 20 {
-		tail = tail[len(tail)-20:]
-	}
-	t.Fatalf("Prometheus never stored varta_beats_total for pid %s: %v\n%s", a.pid, last, strings.Join(tail, "\n"))
+		return true, ""
+	})
 }
 
 // Contract §6, as the shipped alerting reads it: the rules under
