@@ -138,7 +138,8 @@ func TestE2EPrometheusIngests(t *testing.T) {
 //
 // TestPrometheusContrib checks the shipped alert rules and example
 // configuration with promtool: the rules parse, their unit tests
-// (alerts_test.yml) pass, and the example prometheus.yml is valid.
+// (alerts_test.yml) pass, the recording rules parse and pass theirs
+// (rules_test.yml), and the example prometheus.yml is valid.
 func TestPrometheusContrib(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -148,6 +149,8 @@ func TestPrometheusContrib(t *testing.T) {
 	for _, args := range [][]string{
 		{"check", "rules", "alerts.yml"},
 		{"test", "rules", "alerts_test.yml"},
+		{"check", "rules", "rules.yml"},
+		{"test", "rules", "rules_test.yml"},
 		{"check", "config", "prometheus.yml"},
 	} {
 		cmd := exec.Command(promtool, args...)
