@@ -311,7 +311,10 @@ func descends(pid string, root int) bool {
 func TestPidNamespaceAgent(t *testing.T) {
 	needPidNamespaces(t)
 	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "300", "--prom-addr", "127.0.0.1:0"}})
-	outer, inner := nsAgent(t, p.socket, "--interval-ms", "50", "--count", "10")
+	// The agents stay alive after their beats (--hang-after, killed at the
+	// end): nsAgent finds them in /proc, which an agent that had already
+	// exited would have left on a loaded machine.
+	outer, inner := nsAgent(t, p.socket, "--interval-ms", "50", "--hang-after", "10")
 	if outer == inner {
 		t.Fatalf("outer pid %s equals the namespace pid", outer)
 	}
@@ -337,7 +340,7 @@ func TestPidNamespaceAgent(t *testing.T) {
 
 	// A spoof from inside a namespace: a pid that is neither the sender's
 	// innermost nor its outer pid.
-	spoofOuter, _ := nsAgent(t, p.socket, "--interval-ms", "10", "--count", "3", "--pid", "4242")
+	spoofOuter, _ := nsAgent(t, p.socket, "--interval-ms", "10", "--hang-after", "3", "--pid", "4242")
 	evs = p.waitEvents(10*time.Second, "three mismatch rows for the spoof", func(evs []tsvEvent) bool {
 		return countEvents(evs, "mismatch", "4242") == 3
 	})
