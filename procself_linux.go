@@ -184,33 +184,44 @@ func (s *selfProc) openFds() (uint64, bool) {
 	}
 }
 
+// The process_* families, in the order appendMetrics writes them.
+const (
+	famCPUSeconds = iota
+	famResidentMemory
+	famVirtualMemory
+	famOpenFds
+	famMaxFds
+	famProcessStartTime
+	processFamilyCount
+)
+
+var processFamilies = [processFamilyCount]family{
+	famCPUSeconds:       {"process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", ""},
+	famResidentMemory:   {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", ""},
+	famVirtualMemory:    {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", ""},
+	famOpenFds:          {"process_open_fds", "gauge", "Number of open file descriptors.", ""},
+	famMaxFds:           {"process_max_fds", "gauge", "Maximum number of open file descriptors.", ""},
+	famProcessStartTime: {"process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", ""},
+}
+
 // appendMetrics appends the process_* families; each is left out when its
 // source cannot be read, as client_golang does.
 func (s *selfProc) appendMetrics(b []byte) []byte {
 	if !s.ok {
 		return b
 	}
+	fs := &processFamilies
 	var f [selfStatFields]uint64
 	if s.readStat(&f) {
-		b = appendFamily(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.")
-		b = append(b, "process_cpu_seconds_total "...)
-		b = appendDecimal(b, int64(f[fUtime]+f[fStime])*(100/userHZ), 2)
-		b = append(b, '\n')
-		b = appendFamily(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
-		b = appendSample(b, "process_resident_memory_bytes", f[fRss]*s.pageSize)
-		b = appendFamily(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
-		b = appendSample(b, "process_virtual_memory_bytes", f[fVsize])
+		b = appendDecimalSample(b, &fs[famCPUSeconds], int64(f[fUtime]+f[fStime])*(100/userHZ), 2)
+		b = appendOnlySample(b, &fs[famResidentMemory], f[fRss]*s.pageSize)
+		b = appendOnlySample(b, &fs[famVirtualMemory], f[fVsize])
 	}
 	if n, ok := s.openFds(); ok {
-		b = appendFamily(b, "process_open_fds", "gauge", "Number of open file descriptors.")
-		b = appendSample(b, "process_open_fds", n)
+		b = appendOnlySample(b, &fs[famOpenFds], n)
 	}
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &s.rlim) == nil {
-		b = appendFamily(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.")
-		b = appendSample(b, "process_max_fds", s.rlim.Cur)
+		b = appendOnlySample(b, &fs[famMaxFds], s.rlim.Cur)
 	}
-	b = appendFamily(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
-	b = append(b, "process_start_time_seconds "...)
-	b = appendDecimal(b, s.startHunds, 2)
-	return append(b, '\n')
+	return appendDecimalSample(b, &fs[famProcessStartTime], s.startHunds, 2)
 }
