@@ -103,12 +103,12 @@ var observerFamilies = [observerFamilyCount]family{
 
 var evictedReasons = [...]string{"capacity", "retired"}
 
-// stallDelayLe are the le labels of the histogram's buckets.
-var stallDelayLe = func() (le [len(stallDelayBuckets) + 1]string) {
-	for i, ub := range stallDelayBuckets {
-		le[i] = strconv.FormatFloat(ub, 'g', -1, 64)
+// stallDelayLe are the le labels of the histogram's buckets, in seconds.
+var stallDelayLe = func() (le [len(stallDelayBucketsNs) + 1]string) {
+	for i, ub := range stallDelayBucketsNs {
+		le[i] = string(appendDecimal(nil, ub, 9))
 	}
-	le[len(stallDelayBuckets)] = "+Inf"
+	le[len(stallDelayBucketsNs)] = "+Inf"
 	return
 }()
 
@@ -220,13 +220,13 @@ func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
 // appendHistogram appends a family of type histogram: cumulative buckets
 // labelled le (the last one +Inf), then _sum and _count.
 func appendHistogram(b []byte, f *family, h *histogram) []byte {
-	var cum [len(stallDelayBuckets) + 1]uint64
+	var cum [len(stallDelayBucketsNs) + 1]uint64
 	var n uint64
-	for i := range stallDelayBuckets {
+	for i := range stallDelayBucketsNs {
 		n += h.counts[i]
 		cum[i] = n
 	}
-	cum[len(stallDelayBuckets)] = h.count
+	cum[len(stallDelayBucketsNs)] = h.count
 	b = appendFamily(b, f)
 	for i := range cum {
 		b = appendLabeled(b, f, "_bucket", stallDelayLe[i], cum[i])
