@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"varta-watch/internal/vlpclient"
 )
 
@@ -499,4 +501,32 @@ func BenchmarkRecoveryMassHang(b *testing.B) {
 	}
 	b.ReportMetric(float64(turn.Microseconds())/float64(b.N), "turn-µs")
 	b.ReportMetric(float64(all.Milliseconds())/float64(b.N), "all-spawned-ms")
+}
+
+// TestCloseInheritedOnExec: a descriptor above stderr that the observer
+// got without close-on-exec (as from a careless parent) has the flag once
+// recovery is set up, so recovery children do not inherit it; stdin,
+// stdout and stderr are left alone.
+func TestCloseInheritedOnExec(t *testing.T) {
+	leaked, err := unix.Open(os.DevNull, unix.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(leaked)
+	stderrFlags, err := unix.FcntlInt(2, unix.F_GETFD, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags, _ := unix.FcntlInt(uintptr(leaked), unix.F_GETFD, 0); flags&unix.FD_CLOEXEC != 0 {
+		t.Fatal("test setup: descriptor already close-on-exec")
+	}
+	if err := closeInheritedOnExec(); err != nil {
+		t.Fatal(err)
+	}
+	if flags, _ := unix.FcntlInt(uintptr(leaked), unix.F_GETFD, 0); flags&unix.FD_CLOEXEC == 0 {
+		t.Fatalf("descriptor %d still inherited by children", leaked)
+	}
+	if flags, _ := unix.FcntlInt(2, unix.F_GETFD, 0); flags != stderrFlags {
+		t.Fatalf("stderr flags %#x, were %#x", flags, stderrFlags)
+	}
 }
