@@ -14,7 +14,7 @@ type sdNotifier struct{}
 // otherwise an error wrapping os.ErrNotExist.
 func newSdNotifier() (*sdNotifier, error) {
 	if name := os.Getenv("NOTIFY_SOCKET"); name != "" {
-		return nil, errorf("NOTIFY_SOCKET %s: systemd notify is not supported on this system: %w", name, os.ErrNotExist)
+		return nil, wrapf(os.ErrNotExist, "NOTIFY_SOCKET %s: systemd notify is not supported on this system", name)
 	}
 	return nil, nil
 }
