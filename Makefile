@@ -4,6 +4,10 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+# make build GOARCH=arm GOARM=7 names itself armv7, as the cross binaries do.
+ifneq ($(GOARM),)
+LDFLAGS  += -X main.goarm=$(GOARM)
+endif
 BIN      := varta-watch
 
 export CGO_ENABLED = 0
