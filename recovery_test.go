@@ -429,14 +429,7 @@ func BenchmarkRecoverySpawn(b *testing.B) {
 				}
 				if o.rec.n >= maxRecoveryChildren/2 {
 					b.StopTimer()
-					for o.rec.n > 0 {
-						for j := 0; j < o.rec.n; {
-							if !o.rec.reap(j, monoNow()) {
-								j++
-							}
-						}
-						time.Sleep(100 * time.Microsecond)
-					}
+					reapAllRecoveries(o)
 					b.StartTimer()
 				}
 			}
@@ -481,14 +474,7 @@ func BenchmarkRecoveryMassHang(b *testing.B) {
 		}
 		all += time.Since(t0)
 		b.StopTimer()
-		for o.rec.n > 0 {
-			for j := 0; j < o.rec.n; {
-				if !o.rec.reap(j, monoNow()) {
-					j++
-				}
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
+		reapAllRecoveries(o)
 		for a := 0; a < maxRecoveryChildren; a++ {
 			if s := o.tr.lookup(uint32(30000 + a)); s != noSlot {
 				o.tr.remove(s)
@@ -528,5 +514,18 @@ func TestCloseInheritedOnExec(t *testing.T) {
 	}
 	if flags, _ := unix.FcntlInt(2, unix.F_GETFD, 0); flags != stderrFlags {
 		t.Fatalf("stderr flags %#x, were %#x", flags, stderrFlags)
+	}
+}
+
+// reapAllRecoveries waits until every recovery child has exited and has
+// been reaped, as the loop would on their exit notifications.
+func reapAllRecoveries(o *observer) {
+	for o.rec.n > 0 {
+		for j := 0; j < o.rec.n; {
+			if !o.rec.reap(j, monoNow()) {
+				j++
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
