@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"unsafe"
 
@@ -113,7 +114,9 @@ func (d *procDir) next() (name []byte, ok bool, err error) {
 			d.off = d.end
 			continue
 		}
-		reclen := int(*(*uint16)(unsafe.Pointer(&d.buf[d.off+16])))
+		// Read by bytes: a caller's buffer need not be aligned, and MIPS
+		// faults (SIGBUS) on an unaligned uint16 load.
+		reclen := int(binary.NativeEndian.Uint16(d.buf[d.off+16:]))
 		if reclen <= 19 || d.off+reclen > d.end {
 			d.off = d.end
 			continue
