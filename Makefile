@@ -4,6 +4,10 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+# make build GOARCH=arm GOARM=7 names itself armv7, as the cross binaries do.
+ifneq ($(GOARM),)
+LDFLAGS  += -X main.goarm=$(GOARM)
+endif
 BIN      := varta-watch
 
 export CGO_ENABLED = 0
@@ -20,9 +24,13 @@ build:
 # is tested without a package argument, so that go test streams its output
 # and the "SKIP: Test…: reason" lines of tests not run for a missing tool or
 # privilege show without -v (go test ./... hides a passing package's output).
+# vet's printf check is told about format.go's replacements for fmt, so
+# that it checks their callers' format strings and arguments too.
+PRINTF_FUNCS := sprintf,errorf,wrapf,flagErrorf
+
 test: build
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) vet ./...
+	$(GO) vet -printf.funcs=$(PRINTF_FUNCS) ./...
 	$(GO) test -count=1 -timeout 30m
 	$(GO) test -count=1 -timeout 30m ./internal/...
 	$(MAKE) --no-print-directory test-qemu

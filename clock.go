@@ -17,7 +17,7 @@ var (
 
 func monoRaw() int64 {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+	if err := unix.ClockGettime(clockMonotonic, &ts); err != nil {
 		return 0
 	}
 	return ts.Nano()

@@ -84,3 +84,22 @@ func TestCrossArtifacts(t *testing.T) {
 		}
 	}
 }
+
+// TestOtherSystemsVet: the observer and its tests compile, and pass go vet
+// (with the printf check of make test), on every kqueue system, 32- and
+// 64-bit (kqueue's Kevent_t differs between them; NetBSD and OpenBSD have
+// no EVFILT_USER, NetBSD's x/sys/unix no CLOCK_MONOTONIC). The release
+// builds for darwin and freebsd are TestCrossArtifacts'.
+func TestOtherSystemsVet(t *testing.T) {
+	if testing.Short() || os.Getenv("VARTA_E2E") == "0" {
+		t.Skip("type-checks the package for five other systems")
+	}
+	for _, target := range []string{"darwin/arm64", "dragonfly/amd64", "freebsd/386", "netbsd/amd64", "openbsd/arm"} {
+		goos, goarch, _ := strings.Cut(target, "/")
+		cmd := exec.Command("go", "vet", "-printf.funcs=sprintf,errorf,wrapf,flagErrorf", ".")
+		cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("GOOS=%s GOARCH=%s go vet: %v\n%s", goos, goarch, err, out)
+		}
+	}
+}

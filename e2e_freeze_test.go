@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // observerQueue returns the socket queue limit the observer logged at start.
@@ -165,7 +163,7 @@ func TestFreezeRealSilenceIsStalled(t *testing.T) {
 	time.Sleep(thresholdMs * time.Millisecond)
 	dies.kill()
 	time.Sleep(4 * thresholdMs * time.Millisecond)
-	resumed := monoNowTest(t)
+	resumed := monoNs(t)
 	p.signal(syscall.SIGCONT)
 	evs := p.waitEvents(10*time.Second, "the stall of the agent that died", func(evs []tsvEvent) bool {
 		return countEvents(evs, "stall", dies.pid) >= 1
@@ -188,15 +186,6 @@ func TestFreezeRealSilenceIsStalled(t *testing.T) {
 		t.Errorf("stall surfaced %v after the resume", time.Duration(stall.ns-resumed))
 	}
 	checkTimeOrder(t, evs)
-}
-
-// monoNowTest reads CLOCK_MONOTONIC, the observer's clock.
-func monoNowTest(t *testing.T) int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		t.Fatal(err)
-	}
-	return ts.Nano()
 }
 
 // needPidNamespaces skips unless unshare can make pid namespaces here.

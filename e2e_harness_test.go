@@ -621,7 +621,7 @@ func encodeFrame(status uint8, pid uint32, nonce uint64, payload uint32) []byte 
 // monoNs reads CLOCK_MONOTONIC, the clock of the event file's first column.
 func monoNs(t testing.TB) int64 {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+	if err := unix.ClockGettime(clockMonotonic, &ts); err != nil {
 		t.Fatal(err)
 	}
 	return ts.Nano()

@@ -32,7 +32,6 @@ type event struct {
 	hasPayloadNum bool
 	payloadNum    uint32
 	payload       string
-	detail        string // decode: optional detail, written as " (detail)"
 }
 
 // appendEvent appends e as one TSV line.
@@ -62,11 +61,6 @@ func appendEvent(b []byte, e *event) []byte {
 		b = append(b, '-')
 	default:
 		b = appendTSVEscaped(b, e.payload)
-		if e.detail != "" {
-			b = append(b, " ("...)
-			b = appendTSVEscaped(b, e.detail)
-			b = append(b, ')')
-		}
 	}
 	return append(b, '\n')
 }

@@ -99,11 +99,11 @@ func openExportPath(path string, excl bool) (int, unix.Stat_t, error) {
 		if err == unix.ELOOP || err == unix.EMLINK {
 			return -1, st, errorf("export file %s: is a symbolic link; refusing to follow it", path)
 		}
-		return -1, st, errorf("export file %s: %w", path, err)
+		return -1, st, wrapf(err, "export file %s", path)
 	}
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return -1, st, errorf("export file %s: %w", path, err)
+		return -1, st, wrapf(err, "export file %s", path)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		unix.Close(fd)
@@ -445,7 +445,7 @@ func (f *eventFile) rotate() error {
 	if err := rename(oldest, f.oldPath); err == nil {
 		setAside = true
 	} else if err != unix.ENOENT {
-		return errorf("rename %s: %w", oldest, err)
+		return wrapf(err, "rename %s", oldest)
 	}
 	fd, st, err := f.createNew()
 	recycled := false
@@ -475,22 +475,22 @@ func (f *eventFile) rotate() error {
 	}
 	for i := f.keep - 1; i >= 1; i-- {
 		if err := rename(f.gens[i-1], f.gens[i]); err != nil && err != unix.ENOENT {
-			return fail(errorf("rename %s: %w", f.gens[i-1], err))
+			return fail(wrapf(err, "rename %s", f.gens[i-1]))
 		}
 	}
 	if err := rename(f.path, f.gens[0]); err != nil {
-		return fail(errorf("rename %s: %w", f.path, err))
+		return fail(wrapf(err, "rename %s", f.path))
 	}
 	if recycled {
 		// Emptied before it gets the live name, so that a reader
 		// following PATH (tail -F) never sees the old lines again.
 		if err := unix.Ftruncate(fd, 0); err != nil {
-			return fail(errorf("truncate %s: %w", f.oldPath, err))
+			return fail(wrapf(err, "truncate %s", f.oldPath))
 		}
 		st.Size = 0
 	}
 	if err := unix.Rename(fresh, f.path); err != nil {
-		return fail(errorf("rename %s: %w", fresh, err))
+		return fail(wrapf(err, "rename %s", fresh))
 	}
 	if setAside && !recycled {
 		unix.Unlink(f.oldPath)
@@ -508,7 +508,7 @@ func (f *eventFile) restart() error {
 			return err
 		}
 		if err := unix.Ftruncate(f.fd, 0); err != nil {
-			return errorf("truncate %s: %w", f.path, err)
+			return wrapf(err, "truncate %s", f.path)
 		}
 		f.size = 0
 		return nil
@@ -516,7 +516,7 @@ func (f *eventFile) restart() error {
 	if err := unix.Rename(f.newPath, f.path); err != nil {
 		unix.Close(fd)
 		unix.Unlink(f.newPath)
-		return errorf("rename %s: %w", f.newPath, err)
+		return wrapf(err, "rename %s", f.newPath)
 	}
 	f.use(fd, &st)
 	return nil

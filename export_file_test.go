@@ -41,8 +41,6 @@ func TestEventLinesGolden(t *testing.T) {
 			"5000000000\tstall\t4242\t9\tstall\t-\n"},
 		{event{ns: 10, kind: evDecode, payload: "BadCrc"},
 			"10\tdecode\t-\t-\t-\tBadCrc\n"},
-		{event{ns: 10, kind: evDecode, payload: "BadMagic", detail: "got 0x0000"},
-			"10\tdecode\t-\t-\t-\tBadMagic (got 0x0000)\n"},
 		{event{ns: 11, kind: evMismatch, pid: 77, payload: "auth_failure"},
 			"11\tmismatch\t77\t-\t-\tauth_failure\n"},
 		{event{ns: 12, kind: evEviction, pid: 78, hasNonce: true, nonce: 0, payload: "capacity"},

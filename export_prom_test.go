@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -314,6 +315,31 @@ func TestAppendDecimal(t *testing.T) {
 		if got := string(appendDecimal(nil, c.v, c.scale)); got != c.want {
 			t.Errorf("appendDecimal(%d, %d) = %q, want %q", c.v, c.scale, got, c.want)
 		}
+	}
+}
+
+// TestStallDelayBuckets: a delay equal to a bucket's bound counts in that
+// bucket (le is "less or equal"), one nanosecond more in the next, and the
+// le labels are the bounds in seconds as Prometheus writes floats.
+func TestStallDelayBuckets(t *testing.T) {
+	for i, ub := range stallDelayBucketsNs {
+		var h histogram
+		h.observe(ub)
+		h.observe(ub + 1)
+		if h.counts[i] != 1 || i+1 < len(h.counts) && h.counts[i+1] != 1 {
+			t.Errorf("bound %d ns: counts %v, want one in bucket %d and one in the next", ub, h.counts, i)
+		}
+		if want := strconv.FormatFloat(float64(ub)/1e9, 'g', -1, 64); stallDelayLe[i] != want {
+			t.Errorf("le %q, want %q", stallDelayLe[i], want)
+		}
+	}
+	if stallDelayLe[len(stallDelayBucketsNs)] != "+Inf" {
+		t.Errorf("last le %q, want +Inf", stallDelayLe[len(stallDelayBucketsNs)])
+	}
+	var h histogram
+	h.observe(-5) // a clock step back: counted as no delay
+	if h.counts[0] != 1 || h.sumNs != 0 || h.count != 1 {
+		t.Errorf("negative delay: %+v", h)
 	}
 }
 

@@ -38,15 +38,20 @@ var recoveryOutcomeNames = [recoveryOutcomeCount]string{
 	"spawned", "debounced", "exit_0", "exit_nonzero", "killed", "spawn_failed", "refused",
 }
 
-// stallDelayBuckets are the upper bounds, in seconds, of
+// stallDelayBucketsNs are the upper bounds, in nanoseconds, of
 // varta_stall_detection_delay_seconds: how late after its deadline a stall
 // was surfaced. The interesting range is sub-millisecond to a few ms.
-var stallDelayBuckets = [...]float64{0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1}
+// Integers keep observing free of floating point (soft-float on MIPS) and
+// the le labels free of float formatting.
+var stallDelayBucketsNs = [...]int64{
+	100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
+	25_000_000, 50_000_000, 100_000_000, 500_000_000, 1_000_000_000,
+}
 
 // histogram is a fixed-bucket Prometheus histogram of seconds, kept in
 // nanoseconds so observing is integer-only.
 type histogram struct {
-	counts [len(stallDelayBuckets)]uint64 // non-cumulative
+	counts [len(stallDelayBucketsNs)]uint64 // non-cumulative
 	count  uint64
 	sumNs  int64
 }
@@ -57,9 +62,8 @@ func (h *histogram) observe(ns int64) {
 	}
 	h.count++
 	h.sumNs += ns
-	sec := float64(ns) / 1e9
-	for i, ub := range stallDelayBuckets {
-		if sec <= ub {
+	for i, ub := range stallDelayBucketsNs {
+		if ns <= ub {
 			h.counts[i]++
 			return
 		}

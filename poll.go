@@ -21,3 +21,12 @@ const maxPollEvents = 128
 func retryable(err error) bool {
 	return err == unix.EAGAIN || err == unix.EWOULDBLOCK || err == unix.EINTR
 }
+
+// kqueueMaxTimeoutNs caps kevent(2)'s timeout at 1e6 s, as the Go runtime
+// does (netpoll_kqueue.go: Darwin returns EINVAL if the sleep time is too
+// long), while --shutdown-after-secs allows 100 years.
+const kqueueMaxTimeoutNs = 1e6 * 1e9
+
+// kqueueTimeoutNs is the timeout kevent(2) is given for one of timeoutNs
+// (not negative): the loop simply waits again when a capped wait ends.
+func kqueueTimeoutNs(timeoutNs int64) int64 { return min(timeoutNs, kqueueMaxTimeoutNs) }

@@ -1,4 +1,4 @@
-//go:build darwin || freebsd
+//go:build darwin || dragonfly || freebsd || netbsd || openbsd
 
 package main
 
@@ -8,17 +8,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// poller multiplexes every fd of the observer with kqueue(2). An EVFILT_USER
-// event is the wake source: the os/signal goroutine triggers it so that a
-// signal ends the current kevent wait.
+// poller multiplexes every fd of the observer with kqueue(2). A wake source
+// lets the os/signal goroutine end the current kevent wait: an EVFILT_USER
+// event where the system has one (poll_kqueue_user.go), a pipe on NetBSD
+// and OpenBSD (poll_kqueue_pipe.go), as in the Go runtime's netpoller.
+// Kevent_t's field types differ between the systems (and between 32- and
+// 64-bit ones), so events are filled in by unix.SetKevent.
 type poller struct {
 	kq      int
 	raw     [maxPollEvents]unix.Kevent_t
 	changes [2]unix.Kevent_t
 	ts      unix.Timespec
+	wakeFd  [2]int // the wake pipe's read and write ends, where there is one
 }
-
-const wakeIdent = 0x7661 // arbitrary, never a real fd in EVFILT_USER's namespace
 
 func newPoller() (*poller, error) {
 	kq, err := unix.Kqueue()
@@ -26,18 +28,16 @@ func newPoller() (*poller, error) {
 		return nil, os.NewSyscallError("kqueue", err)
 	}
 	unix.CloseOnExec(kq)
-	p := &poller{kq: kq}
-	ev := unix.Kevent_t{Ident: wakeIdent, Filter: unix.EVFILT_USER, Flags: unix.EV_ADD | unix.EV_CLEAR}
-	p.changes[0] = ev
-	if _, err := unix.Kevent(kq, p.changes[:1], nil, nil); err != nil {
-		unix.Close(kq)
-		return nil, os.NewSyscallError("kevent", err)
+	p := &poller{kq: kq, wakeFd: [2]int{-1, -1}}
+	if err := p.addWake(); err != nil {
+		p.close()
+		return nil, err
 	}
 	return p, nil
 }
 
-func (p *poller) ctl(fd int, filter int16, on bool, add bool) error {
-	var flags uint16 = unix.EV_ADD
+func (p *poller) ctl(fd int, filter int, on bool, add bool) error {
+	flags := unix.EV_ADD
 	if on {
 		flags |= unix.EV_ENABLE
 	} else {
@@ -46,7 +46,8 @@ func (p *poller) ctl(fd int, filter int16, on bool, add bool) error {
 	if !add && !on {
 		flags = unix.EV_DISABLE
 	}
-	p.changes[0] = unix.Kevent_t{Ident: uint64(fd), Filter: filter, Flags: flags}
+	p.changes[0] = unix.Kevent_t{}
+	unix.SetKevent(&p.changes[0], fd, filter, flags)
 	_, err := unix.Kevent(p.kq, p.changes[:1], nil, nil)
 	if err != nil {
 		return os.NewSyscallError("kevent", err)
@@ -64,18 +65,20 @@ func (p *poller) add(fd int, read, write bool) error {
 func (p *poller) modify(fd int, read, write bool) error { return p.add(fd, read, write) }
 
 func (p *poller) remove(fd int) error {
-	p.changes[0] = unix.Kevent_t{Ident: uint64(fd), Filter: unix.EVFILT_READ, Flags: unix.EV_DELETE}
-	p.changes[1] = unix.Kevent_t{Ident: uint64(fd), Filter: unix.EVFILT_WRITE, Flags: unix.EV_DELETE}
+	p.changes = [2]unix.Kevent_t{}
+	unix.SetKevent(&p.changes[0], fd, unix.EVFILT_READ, unix.EV_DELETE)
+	unix.SetKevent(&p.changes[1], fd, unix.EVFILT_WRITE, unix.EV_DELETE)
 	unix.Kevent(p.kq, p.changes[:2], nil, nil)
 	return nil
 }
 
 // wait blocks until an fd is ready or timeoutNs passes (negative: forever).
-// kevent(2) takes a timespec, so the deadline keeps its nanoseconds.
+// kevent(2) takes a timespec, so the deadline keeps its nanoseconds; it is
+// capped by kqueueTimeoutNs.
 func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
 	var tsp *unix.Timespec
 	if timeoutNs >= 0 {
-		p.ts = unix.NsecToTimespec(timeoutNs)
+		p.ts = unix.NsecToTimespec(kqueueTimeoutNs(timeoutNs))
 		tsp = &p.ts
 	}
 	n, err := unix.Kevent(p.kq, nil, p.raw[:min(len(out), len(p.raw))], tsp)
@@ -87,7 +90,7 @@ func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
 	}
 	for i := 0; i < n; i++ {
 		k := &p.raw[i]
-		if k.Filter == unix.EVFILT_USER {
+		if p.isWakeEvent(k) {
 			out[i] = pollEvent{fd: -1, readable: true}
 			continue
 		}
@@ -101,14 +104,13 @@ func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
 	return n, nil
 }
 
-// wake triggers the EVFILT_USER event. Safe from any goroutine.
-func (p *poller) wake() {
-	ch := [1]unix.Kevent_t{{Ident: wakeIdent, Filter: unix.EVFILT_USER, Fflags: unix.NOTE_TRIGGER}}
-	unix.Kevent(p.kq, ch[:], nil, nil)
-}
-
 func (p *poller) isWake(fd int) bool { return fd == -1 }
 
-func (p *poller) drainWake() {}
-
-func (p *poller) close() { unix.Close(p.kq) }
+func (p *poller) close() {
+	unix.Close(p.kq)
+	for _, fd := range p.wakeFd {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}

@@ -177,6 +177,6 @@ func BenchmarkStallDuringScrape4096(b *testing.B) {
 // threadCPU is this thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID).
 func threadCPU() int64 {
 	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	unix.ClockGettime(clockThreadCPUTime, &ts)
 	return ts.Nano()
 }

@@ -34,21 +34,81 @@ type renderCursor struct {
 
 func (c *renderCursor) done() bool { return c.stage == stageDone }
 
-// family is the HELP and TYPE of one metric family.
-type family struct{ name, typ, help string }
+// family is the HELP and TYPE of one metric family, and the name of the
+// label its samples carry, if any. Every family's name is written once, in
+// a table, and the append helpers are kept out of line: inlined at each of
+// some forty call sites they cost about 24 KB of ARM text, which the binary
+// budget (2.0 MB, TestCrossArtifacts) cannot spare.
+type family struct{ name, typ, help, label string }
 
 var pidFamilies = [...]family{
-	stageBeats:    {"varta_beats_total", "counter", "Beats accepted from the agent."},
-	stageStalls:   {"varta_stalls_total", "counter", "Stalls surfaced for the agent."},
-	stageStatus:   {"varta_status", "gauge", "Agent status: 0 ok, 1 degraded, 2 critical, 3 stall."},
-	stageLastBeat: {"varta_last_beat_timestamp_seconds", "gauge", "Unix time of the last accepted beat."},
-	stageInfo:     {"varta_agent_info", "gauge", "Agent process name (/proc/PID/comm, read when the pid first beat); always 1."},
+	stageBeats:    {"varta_beats_total", "counter", "Beats accepted from the agent.", "pid"},
+	stageStalls:   {"varta_stalls_total", "counter", "Stalls surfaced for the agent.", "pid"},
+	stageStatus:   {"varta_status", "gauge", "Agent status: 0 ok, 1 degraded, 2 critical, 3 stall.", "pid"},
+	stageLastBeat: {"varta_last_beat_timestamp_seconds", "gauge", "Unix time of the last accepted beat.", "pid"},
+	stageInfo:     {"varta_agent_info", "gauge", "Agent process name (/proc/PID/comm, read when the pid first beat); always 1.", "pid"},
 }
 
-var stallDelayLe = func() (le [len(stallDelayBuckets)]string) {
-	for i, ub := range stallDelayBuckets {
-		le[i] = strconv.FormatFloat(ub, 'g', -1, 64)
+// The observer-wide families, in the order appendObserver writes them.
+const (
+	famBuildInfo = iota
+	famStartTime
+	famFramesReceived
+	famBeatsAccepted
+	famDecodeErrors
+	famTruncated
+	famAuthFailures
+	famOutOfOrder
+	famTrackerCapacity
+	famTrackerPids
+	famEvicted
+	famCapacityExceeded
+	famIOErrors
+	famRecovery
+	famExportWriteErrors
+	famExportDropped
+	famLogDropped
+	famSocketQueue
+	famStallDelay
+	famPromRequests
+	famPromDropped
+	famPromConnections
+	observerFamilyCount
+)
+
+var observerFamilies = [observerFamilyCount]family{
+	famBuildInfo:         {"varta_build_info", "gauge", "Build of this observer; always 1.", ""},
+	famStartTime:         {"varta_start_time_seconds", "gauge", "Unix time the observer started.", ""},
+	famFramesReceived:    {"varta_frames_received_total", "counter", "Datagrams received on the VLP socket.", ""},
+	famBeatsAccepted:     {"varta_beats_accepted_total", "counter", "Beats accepted from all agents, including pids no longer tracked.", ""},
+	famDecodeErrors:      {"varta_decode_errors_total", "counter", "Frames that failed VLP v0.2 decoding, by the first check failed.", "kind"},
+	famTruncated:         {"varta_truncated_datagrams_total", "counter", "Datagrams whose length was not 32 bytes.", ""},
+	famAuthFailures:      {"varta_frame_auth_failures_total", "counter", "Frames whose pid differed from the sender's kernel-attested pid.", ""},
+	famOutOfOrder:        {"varta_beats_out_of_order_total", "counter", "Frames dropped because their nonce was not newer than the last accepted.", ""},
+	famTrackerCapacity:   {"varta_tracker_capacity", "gauge", "Most pids tracked at once (--tracker-capacity).", ""},
+	famTrackerPids:       {"varta_tracker_pids", "gauge", "Pids tracked now.", ""},
+	famEvicted:           {"varta_tracker_evicted_total", "counter", "Pids removed from the tracker: capacity (room for a new pid) or retired (process gone).", "reason"},
+	famCapacityExceeded:  {"varta_tracker_capacity_exceeded_total", "counter", "Frames of new pids dropped because the tracker was full.", ""},
+	famIOErrors:          {"varta_io_errors_total", "counter", "I/O errors of the event loop (socket, watchdog, accept).", ""},
+	famRecovery:          {"varta_recovery_total", "counter", "Recovery attempts by outcome.", "outcome"},
+	famExportWriteErrors: {"varta_export_write_errors_total", "counter", "Failed writes, rotations or reopens of the event file.", ""},
+	famExportDropped:     {"varta_export_dropped_events_total", "counter", "Event lines dropped because the event file could not take them and the buffer was full.", ""},
+	famLogDropped:        {"varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full, or stderr or stdout could not be written.", ""},
+	famSocketQueue:       {"varta_socket_queue_datagrams", "gauge", "Datagrams the kernel queues on the VLP socket before senders get EAGAIN (Linux; 0 unknown).", ""},
+	famStallDelay:        {"varta_stall_detection_delay_seconds", "histogram", "How late after its deadline each stall was surfaced.", "le"},
+	famPromRequests:      {"varta_prom_requests_total", "counter", "HTTP responses of the metrics endpoint by status code.", "code"},
+	famPromDropped:       {"varta_prom_requests_dropped_total", "counter", "Metrics connections closed without a response, by reason.", "reason"},
+	famPromConnections:   {"varta_prom_connections", "gauge", "Open metrics connections.", ""},
+}
+
+var evictedReasons = [...]string{"capacity", "retired"}
+
+// stallDelayLe are the le labels of the histogram's buckets, in seconds.
+var stallDelayLe = func() (le [len(stallDelayBucketsNs) + 1]string) {
+	for i, ub := range stallDelayBucketsNs {
+		le[i] = string(appendDecimal(nil, ub, 9))
 	}
+	le[len(stallDelayBucketsNs)] = "+Inf"
 	return
 }()
 
@@ -84,8 +144,7 @@ func (p *promServer) renderStep(b []byte, c *renderCursor, now int64) []byte {
 			continue
 		}
 		if c.slot == 0 {
-			f := &pidFamilies[c.stage]
-			b = appendFamily(b, f.name, f.typ, f.help)
+			b = appendFamily(b, &pidFamilies[c.stage])
 		}
 		for ; c.slot < len(tr.slots) && len(b) < promOutChunk; c.slot++ {
 			sl := &tr.slots[c.slot]
@@ -130,101 +189,113 @@ func appendAgentSample(b []byte, c *renderCursor, sl *slot) []byte {
 // appendObserver appends every observer-wide family; each is present, at
 // zero, from the first scrape.
 func (p *promServer) appendObserver(b []byte, c *renderCursor) []byte {
-	v, st := &p.view, p.env.stats
-	b = appendFamily(b, "varta_build_info", "gauge", "Build of this observer; always 1.")
+	v, st, fs := &p.view, p.env.stats, &observerFamilies
+	b = appendFamily(b, &fs[famBuildInfo])
 	b = append(b, buildInfoLine...)
-	b = appendFamily(b, "varta_start_time_seconds", "gauge", "Unix time the observer started.")
-	b = append(b, "varta_start_time_seconds "...)
-	b = appendDecimal(b, v.startWallNs/1_000_000, 3)
-	b = append(b, '\n')
-
-	b = appendFamily(b, "varta_frames_received_total", "counter", "Datagrams received on the VLP socket.")
-	b = appendSample(b, "varta_frames_received_total", st.framesReceived)
-	b = appendFamily(b, "varta_beats_accepted_total", "counter", "Beats accepted from all agents, including pids no longer tracked.")
-	b = appendSample(b, "varta_beats_accepted_total", st.beatsAccepted)
-	b = appendFamily(b, "varta_decode_errors_total", "counter", "Frames that failed VLP v0.2 decoding, by the first check failed.")
-	for k := DecodeError(1); k < decodeErrorCount; k++ {
-		b = appendLabeled(b, "varta_decode_errors_total", "kind", k.Kind(), st.decodeErrors[k])
-	}
-	b = appendFamily(b, "varta_truncated_datagrams_total", "counter", "Datagrams whose length was not 32 bytes.")
-	b = appendSample(b, "varta_truncated_datagrams_total", st.truncated)
-	b = appendFamily(b, "varta_frame_auth_failures_total", "counter", "Frames whose pid differed from the sender's kernel-attested pid.")
-	b = appendSample(b, "varta_frame_auth_failures_total", st.authFailures)
-	b = appendFamily(b, "varta_beats_out_of_order_total", "counter", "Frames dropped because their nonce was not newer than the last accepted.")
-	b = appendSample(b, "varta_beats_out_of_order_total", st.outOfOrder)
-	b = appendFamily(b, "varta_tracker_capacity", "gauge", "Most pids tracked at once (--tracker-capacity).")
-	b = appendSample(b, "varta_tracker_capacity", uint64(v.tr.capacity()))
-	b = appendFamily(b, "varta_tracker_pids", "gauge", "Pids tracked now.")
-	b = appendSample(b, "varta_tracker_pids", uint64(v.tr.n))
-	b = appendFamily(b, "varta_tracker_evicted_total", "counter", "Pids removed from the tracker: capacity (room for a new pid) or retired (process gone).")
-	b = appendLabeled(b, "varta_tracker_evicted_total", "reason", "capacity", st.evictedCapacity)
-	b = appendLabeled(b, "varta_tracker_evicted_total", "reason", "retired", st.evictedRetired)
-	b = appendFamily(b, "varta_tracker_capacity_exceeded_total", "counter", "Frames of new pids dropped because the tracker was full.")
-	b = appendSample(b, "varta_tracker_capacity_exceeded_total", st.capacityExceeded)
-	b = appendFamily(b, "varta_io_errors_total", "counter", "I/O errors of the event loop (socket, watchdog, accept).")
-	b = appendSample(b, "varta_io_errors_total", st.ioErrors)
-	b = appendFamily(b, "varta_recovery_total", "counter", "Recovery attempts by outcome.")
-	for i := recoveryOutcome(0); i < recoveryOutcomeCount; i++ {
-		b = appendLabeled(b, "varta_recovery_total", "outcome", recoveryOutcomeNames[i], st.recovery[i])
-	}
-	b = appendFamily(b, "varta_export_write_errors_total", "counter", "Failed writes, rotations or reopens of the event file.")
-	b = appendSample(b, "varta_export_write_errors_total", st.exportWriteErrors)
-	b = appendFamily(b, "varta_export_dropped_events_total", "counter", "Event lines dropped because the event file could not take them and the buffer was full.")
-	b = appendSample(b, "varta_export_dropped_events_total", st.exportDropped)
-	b = appendFamily(b, "varta_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read and the buffer was full, or stderr or stdout could not be written.")
-	b = appendSample(b, "varta_log_lines_dropped_total", p.env.log.droppedLines())
-	b = appendFamily(b, "varta_socket_queue_datagrams", "gauge", "Datagrams the kernel queues on the VLP socket before senders get EAGAIN (Linux; 0 unknown).")
-	b = appendSample(b, "varta_socket_queue_datagrams", v.queueLen)
-
-	const h = "varta_stall_detection_delay_seconds"
-	b = appendFamily(b, h, "histogram", "How late after its deadline each stall was surfaced.")
-	var cum uint64
-	for i := range stallDelayBuckets {
-		cum += st.stallDelay.counts[i]
-		b = appendLabeled(b, h+"_bucket", "le", stallDelayLe[i], cum)
-	}
-	b = appendLabeled(b, h+"_bucket", "le", "+Inf", st.stallDelay.count)
-	b = append(b, h+"_sum "...)
-	b = appendDecimal(b, st.stallDelay.sumNs, 9)
-	b = append(b, '\n')
-	b = appendSample(b, h+"_count", st.stallDelay.count)
-
-	b = appendFamily(b, "varta_prom_requests_total", "counter", "HTTP responses of the metrics endpoint by status code.")
-	for i := range codeLabels {
-		b = appendLabeled(b, "varta_prom_requests_total", "code", codeLabels[i], p.stats.responses[i])
-	}
-	b = appendFamily(b, "varta_prom_requests_dropped_total", "counter", "Metrics connections closed without a response, by reason.")
-	for i := range dropLabels {
-		b = appendLabeled(b, "varta_prom_requests_dropped_total", "reason", dropLabels[i], p.stats.dropped[i])
-	}
-	b = appendFamily(b, "varta_prom_connections", "gauge", "Open metrics connections.")
-	b = appendSample(b, "varta_prom_connections", uint64(p.nconns))
+	b = appendDecimalSample(b, &fs[famStartTime], v.startWallNs/1_000_000, 3)
+	b = appendOnlySample(b, &fs[famFramesReceived], st.framesReceived)
+	b = appendOnlySample(b, &fs[famBeatsAccepted], st.beatsAccepted)
+	b = appendLabeledSamples(b, &fs[famDecodeErrors], decodeErrorKinds[1:], st.decodeErrors[1:])
+	b = appendOnlySample(b, &fs[famTruncated], st.truncated)
+	b = appendOnlySample(b, &fs[famAuthFailures], st.authFailures)
+	b = appendOnlySample(b, &fs[famOutOfOrder], st.outOfOrder)
+	b = appendOnlySample(b, &fs[famTrackerCapacity], uint64(v.tr.capacity()))
+	b = appendOnlySample(b, &fs[famTrackerPids], uint64(v.tr.n))
+	evicted := [len(evictedReasons)]uint64{st.evictedCapacity, st.evictedRetired}
+	b = appendLabeledSamples(b, &fs[famEvicted], evictedReasons[:], evicted[:])
+	b = appendOnlySample(b, &fs[famCapacityExceeded], st.capacityExceeded)
+	b = appendOnlySample(b, &fs[famIOErrors], st.ioErrors)
+	b = appendLabeledSamples(b, &fs[famRecovery], recoveryOutcomeNames[:], st.recovery[:])
+	b = appendOnlySample(b, &fs[famExportWriteErrors], st.exportWriteErrors)
+	b = appendOnlySample(b, &fs[famExportDropped], st.exportDropped)
+	b = appendOnlySample(b, &fs[famLogDropped], p.env.log.droppedLines())
+	b = appendOnlySample(b, &fs[famSocketQueue], v.queueLen)
+	b = appendHistogram(b, &fs[famStallDelay], &st.stallDelay)
+	b = appendLabeledSamples(b, &fs[famPromRequests], codeLabels[:], p.stats.responses[:])
+	b = appendLabeledSamples(b, &fs[famPromDropped], dropLabels[:], p.stats.dropped[:])
+	b = appendOnlySample(b, &fs[famPromConnections], uint64(p.nconns))
 	return p.self.appendMetrics(b)
 }
 
-func appendFamily(b []byte, name, typ, help string) []byte {
-	b = append(b, "# HELP "...)
-	b = append(b, name...)
-	b = append(b, ' ')
-	b = append(b, help...)
-	b = append(b, "\n# TYPE "...)
-	b = append(b, name...)
-	b = append(b, ' ')
-	b = append(b, typ...)
+// appendHistogram appends a family of type histogram: cumulative buckets
+// labelled le (the last one +Inf), then _sum and _count.
+func appendHistogram(b []byte, f *family, h *histogram) []byte {
+	var cum [len(stallDelayBucketsNs) + 1]uint64
+	var n uint64
+	for i := range stallDelayBucketsNs {
+		n += h.counts[i]
+		cum[i] = n
+	}
+	cum[len(stallDelayBucketsNs)] = h.count
+	b = appendFamily(b, f)
+	for i := range cum {
+		b = appendLabeled(b, f, "_bucket", stallDelayLe[i], cum[i])
+	}
+	b = append(b, f.name...)
+	b = append(b, "_sum "...)
+	b = appendDecimal(b, h.sumNs, 9)
+	b = append(b, '\n')
+	b = append(b, f.name...)
+	b = append(b, "_count "...)
+	b = strconv.AppendUint(b, h.count, 10)
 	return append(b, '\n')
 }
 
-func appendSample(b []byte, name string, v uint64) []byte {
-	b = append(b, name...)
+//go:noinline
+func appendFamily(b []byte, f *family) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, f.name...)
+	b = append(b, ' ')
+	b = append(b, f.help...)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, f.name...)
+	b = append(b, ' ')
+	b = append(b, f.typ...)
+	return append(b, '\n')
+}
+
+// appendOnlySample appends family f and its one sample, without labels.
+//
+//go:noinline
+func appendOnlySample(b []byte, f *family, v uint64) []byte {
+	b = appendFamily(b, f)
+	b = append(b, f.name...)
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, v, 10)
 	return append(b, '\n')
 }
 
-func appendLabeled(b []byte, name, label, value string, v uint64) []byte {
-	b = append(b, name...)
+// appendDecimalSample appends family f and its one sample, v / 10^scale.
+//
+//go:noinline
+func appendDecimalSample(b []byte, f *family, v int64, scale int) []byte {
+	b = appendFamily(b, f)
+	b = append(b, f.name...)
+	b = append(b, ' ')
+	b = appendDecimal(b, v, scale)
+	return append(b, '\n')
+}
+
+// appendLabeledSamples appends family f and one sample per label value.
+//
+//go:noinline
+func appendLabeledSamples(b []byte, f *family, values []string, counts []uint64) []byte {
+	b = appendFamily(b, f)
+	for i := range values {
+		b = appendLabeled(b, f, "", values[i], counts[i])
+	}
+	return b
+}
+
+// appendLabeled appends one sample of family f (of its series
+// name+suffix) whose label has the given value.
+//
+//go:noinline
+func appendLabeled(b []byte, f *family, suffix, value string, v uint64) []byte {
+	b = append(b, f.name...)
+	b = append(b, suffix...)
 	b = append(b, '{')
-	b = append(b, label...)
+	b = append(b, f.label...)
 	b = append(b, `="`...)
 	b = appendLabelValue(b, value)
 	b = append(b, `"} `...)

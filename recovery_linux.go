@@ -39,50 +39,34 @@ func pidfdWorks() bool {
 // that the observer inherited without the flag (whatever started it may
 // leak a pipe or a lock file), so that recovery children get stdin, stdout
 // and stderr only. Every descriptor the observer opens itself is already
-// close-on-exec. A leaked pipe held open by a daemon that a recovery
-// restarted would otherwise keep the observer's parent waiting for EOF.
+// close-on-exec, the one that reads /proc/self/fd included. A leaked pipe
+// held open by a daemon that a recovery restarted would otherwise keep the
+// observer's parent waiting for EOF.
 func closeInheritedOnExec() error {
-	names, err := readDirNames("/proc/self/fd")
-	if err != nil {
-		return err
+	var buf [4096]byte
+	d, e := openProcDir(0, "fd", buf[:])
+	if e != 0 {
+		return &os.PathError{Op: "open", Path: "/proc/self/fd", Err: e}
 	}
-	for _, name := range names {
-		fd, err := strconv.Atoi(name)
+	defer d.close()
+	for {
+		name, ok, err := d.next()
+		if !ok {
+			if err != nil {
+				return &os.PathError{Op: "getdents", Path: "/proc/self/fd", Err: err}
+			}
+			return nil
+		}
+		fd, err := strconv.Atoi(string(name))
 		if err != nil || fd <= 2 {
 			continue
 		}
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
 		if err != nil || flags&unix.FD_CLOEXEC != 0 {
-			continue // the directory's own descriptor, already closed
+			continue
 		}
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, flags|unix.FD_CLOEXEC); err != nil {
 			return os.NewSyscallError("fcntl", err)
 		}
-	}
-	return nil
-}
-
-// readDirNames lists a directory with getdents(2) (os.ReadDir's entries
-// can stat themselves, see above).
-func readDirNames(path string) ([]string, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	var names []string
-	buf := make([]byte, 4096)
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "getdents", Path: path, Err: err}
-		}
-		if n <= 0 {
-			return names, nil
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"varta-watch/internal/vlpclient"
 )
 
@@ -427,14 +429,7 @@ func BenchmarkRecoverySpawn(b *testing.B) {
 				}
 				if o.rec.n >= maxRecoveryChildren/2 {
 					b.StopTimer()
-					for o.rec.n > 0 {
-						for j := 0; j < o.rec.n; {
-							if !o.rec.reap(j, monoNow()) {
-								j++
-							}
-						}
-						time.Sleep(100 * time.Microsecond)
-					}
+					reapAllRecoveries(o)
 					b.StartTimer()
 				}
 			}
@@ -479,14 +474,7 @@ func BenchmarkRecoveryMassHang(b *testing.B) {
 		}
 		all += time.Since(t0)
 		b.StopTimer()
-		for o.rec.n > 0 {
-			for j := 0; j < o.rec.n; {
-				if !o.rec.reap(j, monoNow()) {
-					j++
-				}
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
+		reapAllRecoveries(o)
 		for a := 0; a < maxRecoveryChildren; a++ {
 			if s := o.tr.lookup(uint32(30000 + a)); s != noSlot {
 				o.tr.remove(s)
@@ -499,4 +487,45 @@ func BenchmarkRecoveryMassHang(b *testing.B) {
 	}
 	b.ReportMetric(float64(turn.Microseconds())/float64(b.N), "turn-µs")
 	b.ReportMetric(float64(all.Milliseconds())/float64(b.N), "all-spawned-ms")
+}
+
+// TestCloseInheritedOnExec: a descriptor above stderr that the observer
+// got without close-on-exec (as from a careless parent) has the flag once
+// recovery is set up, so recovery children do not inherit it; stdin,
+// stdout and stderr are left alone.
+func TestCloseInheritedOnExec(t *testing.T) {
+	leaked, err := unix.Open(os.DevNull, unix.O_RDONLY, 0) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(leaked)
+	stderrFlags, err := unix.FcntlInt(2, unix.F_GETFD, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags, _ := unix.FcntlInt(uintptr(leaked), unix.F_GETFD, 0); flags&unix.FD_CLOEXEC != 0 {
+		t.Fatal("test setup: descriptor already close-on-exec")
+	}
+	if err := closeInheritedOnExec(); err != nil {
+		t.Fatal(err)
+	}
+	if flags, _ := unix.FcntlInt(uintptr(leaked), unix.F_GETFD, 0); flags&unix.FD_CLOEXEC == 0 {
+		t.Fatalf("descriptor %d still inherited by children", leaked)
+	}
+	if flags, _ := unix.FcntlInt(2, unix.F_GETFD, 0); flags != stderrFlags {
+		t.Fatalf("stderr flags %#x, were %#x", flags, stderrFlags)
+	}
+}
+
+// reapAllRecoveries waits until every recovery child has exited and has
+// been reaped, as the loop would on their exit notifications.
+func reapAllRecoveries(o *observer) {
+	for o.rec.n > 0 {
+		for j := 0; j < o.rec.n; {
+			if !o.rec.reap(j, monoNow()) {
+				j++
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }

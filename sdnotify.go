@@ -52,7 +52,7 @@ func newSdNotifier() (*sdNotifier, error) {
 	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
 	if err != nil {
 		err = os.NewSyscallError("socket", err)
-		return nil, errorf("NOTIFY_SOCKET %s: %w", name, err)
+		return nil, wrapf(err, "NOTIFY_SOCKET %s", name)
 	}
 	n := &sdNotifier{fd: fd, watchdog: watchdog}
 	n.addr.Name = name

@@ -10,5 +10,5 @@ import (
 // limit net.unix.max_dgram_qlen is Linux's. (BSDs bound a Unix datagram
 // socket's queue by its receive buffer, net.local.dgram.recvspace.)
 func maxDgramQlen() (int, error) {
-	return 0, errorf("net.unix.max_dgram_qlen: %w", os.ErrNotExist)
+	return 0, wrapf(os.ErrNotExist, "net.unix.max_dgram_qlen")
 }

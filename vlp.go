@@ -125,14 +125,3 @@ func DecodeFrame(b *[FrameSize]byte) (Frame, DecodeError) {
 	}
 	return f, DecodeOK
 }
-
-// EncodeFrame writes f in wire order with its CRC-32C trailer. It does not
-// validate f: tests use it to build frames that must fail decoding.
-func EncodeFrame(b *[FrameSize]byte, f Frame) {
-	b[0], b[1], b[2], b[3] = vlpMagic0, vlpMagic1, vlpVersion, byte(f.Status)
-	binary.LittleEndian.PutUint32(b[4:8], f.Pid)
-	binary.LittleEndian.PutUint64(b[8:16], f.Timestamp)
-	binary.LittleEndian.PutUint64(b[16:24], f.Nonce)
-	binary.LittleEndian.PutUint32(b[24:28], f.Payload)
-	binary.LittleEndian.PutUint32(b[28:32], crc32.Checksum(b[:28], castagnoli))
-}

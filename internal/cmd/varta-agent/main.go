@@ -275,7 +275,7 @@ func sendReliably(c *vlpclient.Client, b []byte) error {
 
 func monotonicNanos() uint64 {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+	if err := unix.ClockGettime(clockMonotonic, &ts); err != nil {
 		panic(err) // cannot fail for CLOCK_MONOTONIC with a valid pointer
 	}
 	return uint64(ts.Nano())
