@@ -85,6 +85,7 @@ type observer struct {
 	nsTokens     int64 // rate limit of /proc reads for pid namespaces, see innerPidMatches
 	nsTokensAt   int64
 	coal         coalescer
+	sockArmed    bool // the VLP socket's read interest is on; off during a coalescing pause
 	stopping     bool
 	signals      atomic.Uint32
 	sigc         chan os.Signal
@@ -127,6 +128,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if err = o.poll.add(o.sock.fd, true, false); err != nil {
 		return o, err
 	}
+	o.sockArmed = true
 	if cfg.exportFile != "" {
 		if o.events, err = openEventFile(cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep, log, &o.stats); err != nil {
 			return o, err
@@ -217,17 +219,29 @@ func (o *observer) iterate() error {
 		runtime.Gosched()
 		o.lastYield = now
 	}
-	if p := o.coalescePause(now); p > 0 {
-		pauseNs(p) // let a few beats queue up, see coalesce.go
-		now = monoNow()
+	timeout := o.timeout(now)
+	pause := o.coalescePause(timeout)
+	if o.sockArmed != (pause == 0) {
+		// During a pause the wait ends for anything but a beat: a scrape,
+		// a signal, a recovery child, a deadline (coalesce.go).
+		if err := o.poll.arm(o.sock.fd, pause == 0); err != nil {
+			return err
+		}
+		o.sockArmed = pause == 0
+	}
+	if pause > 0 {
+		timeout = pause
 	}
 	received := o.stats.framesReceived
-	n, err := o.poll.wait(o.pollEvents[:], o.timeout(now))
+	n, err := o.poll.wait(o.pollEvents[:], timeout)
 	if err != nil {
 		return err
 	}
 	o.prom.newTurn()
 	now = monoNow()
+	if pause > 0 {
+		o.drainSocket() // not in the wait's interest: read what gathered
+	}
 	for i := 0; i < n; i++ {
 		ev := o.pollEvents[i]
 		switch {
@@ -252,13 +266,20 @@ func (o *observer) iterate() error {
 	return nil
 }
 
-// coalescePause is how long iterate lets beats gather before it waits
-// (coalesce.go): none while a scrape is being written.
-func (o *observer) coalescePause(now int64) int64 {
+// coalescePause is how long iterate lets beats gather (coalesce.go), given
+// the ns until the nearest deadline (-1 none): none while a scrape is being
+// written. Where the poller counts in whole ms the pause is rounded down,
+// and one under 1 ms is none: rounded up it would let in more beats than
+// planned, rounded to 0 the loop would spin.
+func (o *observer) coalescePause(untilDeadline int64) int64 {
 	if o.prom.writing() {
 		return 0
 	}
-	return o.coal.pause(o.timeout(now))
+	p := o.coal.pause(untilDeadline)
+	if !o.poll.fine {
+		p -= p % 1_000_000
+	}
+	return p
 }
 
 // timeout returns the wait in ns until the nearest deadline: -1 when there

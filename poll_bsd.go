@@ -12,6 +12,7 @@ import (
 // event is the wake source: the os/signal goroutine triggers it so that a
 // signal ends the current kevent wait.
 type poller struct {
+	fine    bool // kevent's timeout is a timespec: a wait keeps its ns
 	kq      int
 	raw     [maxPollEvents]unix.Kevent_t
 	changes [2]unix.Kevent_t
@@ -26,7 +27,7 @@ func newPoller() (*poller, error) {
 		return nil, os.NewSyscallError("kqueue", err)
 	}
 	unix.CloseOnExec(kq)
-	p := &poller{kq: kq}
+	p := &poller{kq: kq, fine: true}
 	ev := unix.Kevent_t{Ident: wakeIdent, Filter: unix.EVFILT_USER, Flags: unix.EV_ADD | unix.EV_CLEAR}
 	p.changes[0] = ev
 	if _, err := unix.Kevent(kq, p.changes[:1], nil, nil); err != nil {
@@ -62,6 +63,10 @@ func (p *poller) add(fd int, read, write bool) error {
 }
 
 func (p *poller) modify(fd int, read, write bool) error { return p.add(fd, read, write) }
+
+// arm enables or disables fd's read filter, leaving it registered (the
+// loop pauses only where coalesceEnabled, Linux; kept for the same shape).
+func (p *poller) arm(fd int, on bool) error { return p.ctl(fd, unix.EVFILT_READ, on, false) }
 
 func (p *poller) remove(fd int) error {
 	p.changes[0] = unix.Kevent_t{Ident: uint64(fd), Filter: unix.EVFILT_READ, Flags: unix.EV_DELETE}
