@@ -575,7 +575,9 @@ func (o *observer) logStart() {
 		}
 		if q.qlen < need {
 			fields := []field{fInt("max_dgram_qlen", int64(q.qlen)), fInt("recommended", int64(need)),
-				fStr("fix", sprintf("sysctl -w net.unix.max_dgram_qlen=%d, or --socket-queue %d as root", need, need))}
+				fStr("fix", sprintf("set net.unix.max_dgram_qlen = %d in %s (the .ipk's; on Debian it overrides the .deb's %s), "+
+					"then sysctl -p %s and restart varta-watch; or run it as root with --socket-queue %d",
+					need, sysctlDropIn, sysctlDropInVendor, sysctlDropIn, need))}
 			if q.why != "" {
 				fields = append(fields, fStr("own_queue_failed", q.why))
 			}
@@ -583,6 +585,15 @@ func (o *observer) logStart() {
 		}
 	}
 }
+
+// The sysctl snippet the packages install (contrib/package/sysctl.conf,
+// ./package): the .ipk puts it in /etc, the .deb in /usr/lib, where a file
+// of the same name in /etc/sysctl.d overrides it (sysctl.d(5)). Boot
+// applies it before services start.
+const (
+	sysctlDropIn       = "/etc/sysctl.d/60-varta-watch.conf"
+	sysctlDropInVendor = "/usr/lib/sysctl.d/60-varta-watch.conf"
+)
 
 // recommendedQlen is the socket queue depth that absorbs a burst of beats
 // arriving while the loop is busy for ~1 ms: one sixteenth of the tracker,
