@@ -1232,6 +1232,7 @@ func renderQueueRows(w func(string, ...any), r *results) {
 		return median(xs), strings.Join(per, "/")
 	}
 	lost := func(x liteResult) float64 { return float64(x.Load.Lost) }
+	late := func(x liteResult) float64 { return float64(x.Load.LostLate) }
 	runs := func(x liteResult) float64 { return float64(x.Load.LostRuns) }
 	stalls := func(x liteResult) float64 { return float64(x.Stalls) }
 	cpu := func(x liteResult) float64 { return math.Round(x.CPUSchedPc*100) / 100 }
@@ -1239,6 +1240,8 @@ func renderQueueRows(w func(string, ...any), r *results) {
 	sent := func(rs []liteResult) int64 { return rs[0].Load.Sent + rs[0].Load.Lost }
 	bl, blr := med(bare, lost)
 	ml, mlr := med(mach, lost)
+	_, bLate := med(bare, late)
+	_, mLate := med(mach, late)
 	bu, bur := med(bare, runs)
 	mu, mur := med(mach, runs)
 	ms, msr := med(mach, stalls)
@@ -1250,8 +1253,8 @@ func renderQueueRows(w func(string, ...any), r *results) {
 	if !r.PromEndpoint {
 		scraped = "not scraped: no /metrics in this build"
 	}
-	w("| beats lost at the machine's queue (%d): the observer with --socket-queue 0 (%s) against the bare receiver on the same queue, %d agents × 1 Hz, %v each, side by side in %d rounds; medians (rounds) | lost ≤ the bare receiver's, CPU below it | observer lost %.0f of %d (%s), stalls those losses cause %.0f (%s; its event file: %.0f stalls, %s), CPU %.2f %% (%s; schedstat), %.0f switches/s; bare receiver lost %.0f (%s), stalls they would cause %.0f (%s), CPU %.2f %% (%s), %.0f switches/s | %s |\n",
-		mach[0].Qlen, scraped, *agents, liteDur, len(r.Queue), ml, sent(mach), mlr, mu, mur, ms, msr, mc, mcr, msw, bl, blr, bu, bur, bc, bcr, bs, verdict(ml <= bl && mc < bc))
+	w("| beats lost at the machine's queue (%d): the observer with --socket-queue 0 (%s) against the bare receiver on the same queue, %d agents × 1 Hz, %v each, side by side in %d rounds; medians (rounds) | lost ≤ the bare receiver's, CPU below it | observer lost %.0f of %d (%s; of them sent > 1 ms late by the sender: %s), stalls those losses cause %.0f (%s; its event file: %.0f stalls, %s), CPU %.2f %% (%s; schedstat), %.0f switches/s; bare receiver lost %.0f (%s; sent late: %s), stalls they would cause %.0f (%s), CPU %.2f %% (%s), %.0f switches/s | %s |\n",
+		mach[0].Qlen, scraped, *agents, liteDur, len(r.Queue), ml, sent(mach), mlr, mLate, mu, mur, ms, msr, mc, mcr, msw, bl, blr, bLate, bu, bur, bc, bcr, bs, verdict(ml <= bl && mc < bc))
 	ol, olr := med(own, lost)
 	os_, osr := med(own, stalls)
 	oc, ocr := med(own, cpu)
