@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestAppendUTCMillis checks the hand-written RFC 3339 timestamp against
@@ -50,7 +48,7 @@ func TestLoggerNeverBlocksOnAStalledReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096)
+	shrinkPipe(w.Fd())
 	l := newLogger(false, w)
 	if !l.async {
 		t.Fatal("a pipe is written synchronously")
