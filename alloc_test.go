@@ -153,3 +153,38 @@ func TestAllocsLoopIteration(t *testing.T) {
 		t.Fatalf("%d beats accepted, want 201", got)
 	}
 }
+
+// TestAllocsLoopIterationPausing: a turn that pauses to let beats gather
+// (its wait without the socket's interest, then the drain) allocates
+// nothing either.
+func TestAllocsLoopIterationPausing(t *testing.T) {
+	o := newTestObserver(t, "--export-file", filepath.Join(shortTempDir(t), "e.tsv"), "--threshold-ms", "1500")
+	if !o.poll.fine {
+		t.Skip("no epoll_pwait2 here: a pause under 1 ms is none")
+	}
+	o.coal = newCoalescer(256, o.threshold)
+	o.coal.maxPause = 100_000 // 0.1 ms a turn
+	o.coal.interval = 244_140
+	o.coal.lastDrain = 1
+	o.coal.windowStart = 1 << 62 // no new rate measured: the interval stays
+	fd := dialObserver(t, o)
+	pid := uint32(os.Getpid())
+	var frame [FrameSize]byte
+	nonce := uint64(1)
+	turn := func() {
+		EncodeFrame(&frame, Frame{Status: StatusOK, Pid: pid, Nonce: nonce})
+		nonce++
+		unix.Write(fd, frame[:])
+		if err := o.iterate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	turn()
+	before := o.stats.beatsAccepted
+	if allocs := testing.AllocsPerRun(200, turn); allocs != 0 {
+		t.Errorf("one pausing loop iteration with a beat: %v allocations", allocs)
+	}
+	if got := o.stats.beatsAccepted - before; got != 201 || o.sockArmed {
+		t.Fatalf("%d beats accepted, socket armed %v; want 201 read after pauses", got, o.sockArmed)
+	}
+}

@@ -3,5 +3,3 @@
 package main
 
 var coalesceEnabled = false
-
-func pauseNs(ns int64) {}

@@ -68,17 +68,17 @@ func TestNoCoalescingPauseWhileAScrapeIsWritten(t *testing.T) {
 	o := newTestObserver(t, "--threshold-ms", "1500", "--prom-addr", "127.0.0.1:0")
 	o.coal = newCoalescer(256, o.threshold)
 	feed(&o.coal, 1000, 2, 488_280)
-	if p := o.coalescePause(monoNow()); p <= 0 {
+	if p := o.coalescePause(-1); p <= 0 {
 		t.Fatalf("no pause at 4096 beats/s with a queue of 256 (pause %d)", p)
 	}
 	c := &promConn{fd: -1, state: connWriting}
 	o.prom.conns = append(o.prom.conns, c)
 	defer func() { o.prom.conns = o.prom.conns[:len(o.prom.conns)-1] }()
-	if p := o.coalescePause(monoNow()); p != 0 {
+	if p := o.coalescePause(-1); p != 0 {
 		t.Fatalf("pause of %d ns while a response is written", p)
 	}
 	c.state = connLinger
-	if p := o.coalescePause(monoNow()); p <= 0 {
+	if p := o.coalescePause(-1); p <= 0 {
 		t.Fatalf("no pause once the response is sent (pause %d)", p)
 	}
 }

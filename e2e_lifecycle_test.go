@@ -424,6 +424,13 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 					}
 				case "socket queue limit is low for the tracker capacity; raise it so bursts of beats are not dropped by the kernel":
 					sawWarn = true
+					// It says what to write where: the file the packages install.
+					fix, _ := m["fix"].(string)
+					for _, want := range []string{"net.unix.max_dgram_qlen = " + strconv.Itoa(recommendedQlen(4096)) + " in " + sysctlDropIn, sysctlDropInVendor, "--socket-queue"} {
+						if !strings.Contains(fix, want) {
+							t.Errorf("the queue warning's fix does not say %q: %s", want, line)
+						}
+					}
 				}
 			}
 			switch {

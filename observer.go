@@ -85,6 +85,7 @@ type observer struct {
 	nsTokens     int64 // rate limit of /proc reads for pid namespaces, see innerPidMatches
 	nsTokensAt   int64
 	coal         coalescer
+	sockArmed    bool // the VLP socket's read interest is on; off during a coalescing pause
 	stopping     bool
 	signals      atomic.Uint32
 	sigc         chan os.Signal
@@ -127,6 +128,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if err = o.poll.add(o.sock.fd, true, false); err != nil {
 		return o, err
 	}
+	o.sockArmed = true
 	if cfg.exportFile != "" {
 		if o.events, err = openEventFile(cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep, log, &o.stats); err != nil {
 			return o, err
@@ -217,17 +219,29 @@ func (o *observer) iterate() error {
 		runtime.Gosched()
 		o.lastYield = now
 	}
-	if p := o.coalescePause(now); p > 0 {
-		pauseNs(p) // let a few beats queue up, see coalesce.go
-		now = monoNow()
+	timeout := o.timeout(now)
+	pause := o.coalescePause(timeout)
+	if o.sockArmed != (pause == 0) {
+		// During a pause the wait ends for anything but a beat: a scrape,
+		// a signal, a recovery child, a deadline (coalesce.go).
+		if err := o.poll.arm(o.sock.fd, pause == 0); err != nil {
+			return err
+		}
+		o.sockArmed = pause == 0
+	}
+	if pause > 0 {
+		timeout = pause
 	}
 	received := o.stats.framesReceived
-	n, err := o.poll.wait(o.pollEvents[:], o.timeout(now))
+	n, err := o.poll.wait(o.pollEvents[:], timeout)
 	if err != nil {
 		return err
 	}
 	o.prom.newTurn()
 	now = monoNow()
+	if pause > 0 {
+		o.drainSocket() // not in the wait's interest: read what gathered
+	}
 	for i := 0; i < n; i++ {
 		ev := o.pollEvents[i]
 		switch {
@@ -252,13 +266,20 @@ func (o *observer) iterate() error {
 	return nil
 }
 
-// coalescePause is how long iterate lets beats gather before it waits
-// (coalesce.go): none while a scrape is being written.
-func (o *observer) coalescePause(now int64) int64 {
+// coalescePause is how long iterate lets beats gather (coalesce.go), given
+// the ns until the nearest deadline (-1 none): none while a scrape is being
+// written. Where the poller counts in whole ms the pause is rounded down,
+// and one under 1 ms is none: rounded up it would let in more beats than
+// planned, rounded to 0 the loop would spin.
+func (o *observer) coalescePause(untilDeadline int64) int64 {
 	if o.prom.writing() {
 		return 0
 	}
-	return o.coal.pause(o.timeout(now))
+	p := o.coal.pause(untilDeadline)
+	if !o.poll.fine {
+		p -= p % 1_000_000
+	}
+	return p
 }
 
 // timeout returns the wait in ns until the nearest deadline: -1 when there
@@ -554,7 +575,9 @@ func (o *observer) logStart() {
 		}
 		if q.qlen < need {
 			fields := []field{fInt("max_dgram_qlen", int64(q.qlen)), fInt("recommended", int64(need)),
-				fStr("fix", sprintf("sysctl -w net.unix.max_dgram_qlen=%d, or --socket-queue %d as root", need, need))}
+				fStr("fix", sprintf("set net.unix.max_dgram_qlen = %d in %s (the .ipk's; on Debian it overrides the .deb's %s), "+
+					"then sysctl -p %s and restart varta-watch; or run it as root with --socket-queue %d",
+					need, sysctlDropIn, sysctlDropInVendor, sysctlDropIn, need))}
 			if q.why != "" {
 				fields = append(fields, fStr("own_queue_failed", q.why))
 			}
@@ -562,6 +585,15 @@ func (o *observer) logStart() {
 		}
 	}
 }
+
+// The sysctl snippet the packages install (contrib/package/sysctl.conf,
+// ./package): the .ipk puts it in /etc, the .deb in /usr/lib, where a file
+// of the same name in /etc/sysctl.d overrides it (sysctl.d(5)). Boot
+// applies it before services start.
+const (
+	sysctlDropIn       = "/etc/sysctl.d/60-varta-watch.conf"
+	sysctlDropInVendor = "/usr/lib/sysctl.d/60-varta-watch.conf"
+)
 
 // recommendedQlen is the socket queue depth that absorbs a burst of beats
 // arriving while the loop is busy for ~1 ms: one sixteenth of the tracker,

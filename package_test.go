@@ -163,6 +163,17 @@ func TestPackageSysctlMatchesObserver(t *testing.T) {
 	if !strings.Contains(string(unit), "/usr/lib/sysctl.d/60-varta-watch.conf") {
 		t.Error("the systemd unit does not say why the package ships /usr/lib/sysctl.d/60-varta-watch.conf")
 	}
+	// The start-up warning about a short queue names the files to edit:
+	// the ones the packages install.
+	script, err := os.ReadFile("package")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{sysctlDropIn, sysctlDropInVendor} {
+		if !strings.Contains(string(script), "put contrib/package/sysctl.conf "+path+" ") {
+			t.Errorf("./package does not install the sysctl snippet as %s, the file the queue warning names", path)
+		}
+	}
 }
 
 // uciSection is one `config TYPE 'NAME'` section of a UCI file.

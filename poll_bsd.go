@@ -15,6 +15,7 @@ import (
 // Kevent_t's field types differ between the systems (and between 32- and
 // 64-bit ones), so events are filled in by unix.SetKevent.
 type poller struct {
+	fine    bool // kevent's timeout is a timespec: a wait keeps its ns
 	kq      int
 	raw     [maxPollEvents]unix.Kevent_t
 	changes [2]unix.Kevent_t
@@ -28,7 +29,7 @@ func newPoller() (*poller, error) {
 		return nil, os.NewSyscallError("kqueue", err)
 	}
 	unix.CloseOnExec(kq)
-	p := &poller{kq: kq, wakeFd: [2]int{-1, -1}}
+	p := &poller{kq: kq, fine: true, wakeFd: [2]int{-1, -1}}
 	if err := p.addWake(); err != nil {
 		p.close()
 		return nil, err
@@ -63,6 +64,10 @@ func (p *poller) add(fd int, read, write bool) error {
 }
 
 func (p *poller) modify(fd int, read, write bool) error { return p.add(fd, read, write) }
+
+// arm enables or disables fd's read filter, leaving it registered (the
+// loop pauses only where coalesceEnabled, Linux; kept for the same shape).
+func (p *poller) arm(fd int, on bool) error { return p.ctl(fd, unix.EVFILT_READ, on, false) }
 
 func (p *poller) remove(fd int) error {
 	p.changes = [2]unix.Kevent_t{}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,8 +15,12 @@ import (
 type poller struct {
 	epfd   int
 	wakefd int
-	raw    [maxPollEvents]unix.EpollEvent
-	one    [8]byte
+	// fine: epoll_pwait2(2) (Linux 5.11) works here, so a wait keeps the
+	// nanoseconds of its timeout; otherwise epoll_wait rounds to whole ms.
+	fine bool
+	raw  [maxPollEvents]unix.EpollEvent
+	one  [8]byte
+	ts   unix.Timespec
 }
 
 func newPoller() (*poller, error) {
@@ -33,6 +38,10 @@ func newPoller() (*poller, error) {
 		p.close()
 		return nil, err
 	}
+	// ENOSYS before 5.11; a seccomp filter may say EPERM instead. Nothing
+	// is ready yet but the wake fd may be; level-triggered, it stays so.
+	_, errno := p.pwait2(1, 0)
+	p.fine = errno == 0
 	return p, nil
 }
 
@@ -62,19 +71,46 @@ func (p *poller) modify(fd int, read, write bool) error {
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev))
 }
 
+// arm turns fd's read interest on or off, leaving it registered. With it
+// off, a wait does not end for fd (a coalescing pause waits so for
+// everything but the VLP socket, coalesce.go).
+func (p *poller) arm(fd int, on bool) error {
+	var ev unix.EpollEvent
+	ev.Fd = int32(fd)
+	if on {
+		ev.Events = epollBits(true, false)
+	}
+	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev))
+}
+
 // remove unregisters fd; call it before closing fd.
 func (p *poller) remove(fd int) error {
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil))
 }
 
 // wait blocks until an fd is ready or timeoutNs passes (negative: forever)
-// and fills out. epoll_wait(2) counts in milliseconds, so the timeout is
-// rounded up: a deadline is never fired early, at most 1 ms late.
+// and fills out. epoll_pwait2(2) takes the timeout in ns; epoll_wait(2)
+// counts in milliseconds, so there the timeout is rounded up: a deadline is
+// never fired early, at most 1 ms late.
 func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
-	n, err := unix.EpollWait(p.epfd, p.raw[:min(len(out), len(p.raw))], epollMsec(timeoutNs))
+	room := min(len(out), len(p.raw))
+	var n int
+	var err error
+	if p.fine {
+		var errno unix.Errno
+		n, errno = p.pwait2(room, timeoutNs)
+		if errno != 0 {
+			err = errno
+		}
+	} else {
+		n, err = unix.EpollWait(p.epfd, p.raw[:room], epollMsec(timeoutNs))
+	}
 	if err != nil {
 		if err == unix.EINTR {
 			return 0, nil
+		}
+		if p.fine {
+			return 0, os.NewSyscallError("epoll_pwait2", err)
 		}
 		return 0, os.NewSyscallError("epoll_wait", err)
 	}
@@ -88,6 +124,18 @@ func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// pwait2 wraps epoll_pwait2(2) with no signal mask: x/sys has only the
+// number. A negative timeout passes no timespec: forever.
+func (p *poller) pwait2(room int, timeoutNs int64) (int, unix.Errno) {
+	var tsp uintptr
+	if timeoutNs >= 0 {
+		p.ts = unix.NsecToTimespec(timeoutNs)
+		tsp = uintptr(unsafe.Pointer(&p.ts))
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(p.epfd), uintptr(unsafe.Pointer(&p.raw[0])), uintptr(room), tsp, 0, 0)
+	return int(n), errno
 }
 
 // epollMsec converts a timeout in ns to epoll_wait's milliseconds, rounded

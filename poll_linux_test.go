@@ -5,6 +5,8 @@ package main
 import (
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestEpollMsec(t *testing.T) {
@@ -61,5 +63,67 @@ func TestPollerWaitTimeout(t *testing.T) {
 	p.drainWake()
 	if n, _ := p.wait(out, 0); n != 0 {
 		t.Fatalf("wake fd still ready after drainWake")
+	}
+}
+
+// TestPollerArm: with its read interest off, a registered fd that is
+// readable does not end a wait (a coalescing pause lets beats queue so);
+// turned on again, level-triggered, it is reported at once.
+func TestPollerArm(t *testing.T) {
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if err := p.add(fds[0], true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(fds[1], []byte("beat")); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]pollEvent, 4)
+	for _, step := range []struct {
+		arm  bool
+		want int
+	}{{true, 1}, {false, 0}, {true, 1}} {
+		if err := p.arm(fds[0], step.arm); err != nil {
+			t.Fatal(err)
+		}
+		n, err := p.wait(out, 0)
+		if err != nil || n != step.want || (n == 1 && (out[0].fd != fds[0] || !out[0].readable)) {
+			t.Fatalf("armed %v, a datagram queued: wait = %d %+v, %v; want %d", step.arm, n, out[:n], err, step.want)
+		}
+	}
+}
+
+// TestPollerSubMillisecondWait: a wait under 1 ms (a coalescing pause at a
+// short queue) is neither cut to nothing nor ended early, whether the
+// kernel takes its nanoseconds (epoll_pwait2, Linux 5.11) or whole ms
+// (epoll_wait, rounded up).
+func TestPollerSubMillisecondWait(t *testing.T) {
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	if !p.fine {
+		t.Log("no epoll_pwait2 here (Linux before 5.11, or a seccomp filter): only epoll_wait is tried")
+	}
+	out := make([]pollEvent, 4)
+	for _, fine := range []bool{p.fine, false} {
+		p.fine = fine
+		start := time.Now()
+		if n, err := p.wait(out, 300_000); err != nil || n != 0 {
+			t.Fatalf("fine %v: wait = %d, %v", fine, n, err)
+		}
+		if d := time.Since(start); d < 300*time.Microsecond {
+			t.Fatalf("fine %v: a wait of 300 µs returned after %v", fine, d)
+		}
 	}
 }

@@ -72,6 +72,10 @@ type Result struct {
 	LostLate int64 `json:"lost_late,omitempty"`
 	// Late counts beats sent more than LateAfter behind schedule.
 	Late int64 `json:"late,omitempty"`
+	// LostRuns counts the runs of an agent's consecutive lost beats: each
+	// is a silence of at least two periods, so a stall (a false one) for
+	// any receiver whose threshold is shorter than that.
+	LostRuns int64 `json:"lost_runs,omitempty"`
 }
 
 // The runtime reads the monotonic clock through the vDSO; x/sys's
@@ -184,7 +188,7 @@ func runFlood(s *Sender, cfg Config) (Result, error) {
 func runPaced(s *Sender, cfg Config) (Result, error) {
 	n := len(cfg.Pids)
 	nonces := cfg.Nonces
-	silent := make([]bool, n)
+	silent, lostLast := make([]bool, n), make([]bool, n)
 	res := Result{Mode: "paced", Agents: n, RateHz: cfg.RateHz}
 	if cfg.SilenceEvery > 0 {
 		for i := 0; i < n; i += cfg.SilenceEvery {
@@ -241,6 +245,14 @@ func runPaced(s *Sender, cfg Config) (Result, error) {
 		if late {
 			res.Late++
 		}
+		if !ok && !lostLast[i] {
+			res.LostRuns++
+		}
+		lostLast[i] = !ok
+		if !ok && !lostLast[i] {
+			res.LostRuns++
+		}
+		lostLast[i] = !ok
 		if ok {
 			res.Sent++
 		} else {

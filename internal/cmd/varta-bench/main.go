@@ -11,6 +11,11 @@
 //     scraped every second, a quarter of the agents going silent at a known
 //     time: CPU, RSS, beats lost to a full socket queue, stall precision,
 //     scrape time and size;
+//   - queue: rounds of 4096 agents × 1 Hz into the bare receiver and the
+//     observer with --socket-queue 0, both on the machine's queue
+//     (max_dgram_qlen, 10 by default), then into the observer with its own
+//     queue, the observers scraped every second: beats lost, the stalls
+//     they cause, CPU, and scrape latency with each queue;
 //   - flood: one million beats as fast as possible into the bare receiver
 //     and into the observer (event file and metrics on, GODEBUG=gctrace=1),
 //     alternating, for throughput and garbage collections.
@@ -49,13 +54,13 @@ var (
 	observerBin = flag.String("observer", "./varta-watch", "the observer binary to measure")
 	outDir      = flag.String("out", "run/bench", "where raw results, logs and the table are written")
 	agents      = flag.Int("agents", 4096, "agents in the steady and flood scenarios")
-	rounds      = flag.Int("rounds", 3, "flood rounds (bare receiver, then observer, alternating)")
+	rounds      = flag.Int("rounds", 3, "rounds of the flood and queue scenarios (receivers alternating)")
 	floodBeats  = flag.Int64("flood-beats", 1_000_000, "beats per flood")
 	steadyDur   = flag.Duration("steady", 25*time.Second, "length of the steady 1 Hz scenario")
 	idleDur     = flag.Duration("idle", 10*time.Second, "idle window over which wakeups are counted")
 	thresholdMs = flag.Int("threshold-ms", 1500, "observer threshold in the steady scenario (beats come every 1000 ms)")
 	goBench     = flag.Bool("go-bench", true, "run the Go benchmarks (go test -run '^$' -bench . -benchmem ./...)")
-	scenarios   = flag.String("scenarios", "idle,steady,flood", "which end-to-end scenarios to run")
+	scenarios   = flag.String("scenarios", "idle,steady,queue,flood", "which end-to-end scenarios to run")
 	observerB   = flag.String("observer-b", "", "with --scenarios ab: a second binary to compare with --observer at 4096 × 1 Hz, alternating")
 	bareRecv    = flag.String("bare-receiver", "", "internal: be the bare receiver on this socket until SIGTERM")
 )
@@ -129,7 +134,7 @@ type results struct {
 	Steady       steadyResult      `json:"steady"`
 	Flood        []floodRound      `json:"flood"`
 	BareSteady   liteResult        `json:"bare_steady"`
-	ObserverQ    liteResult        `json:"observer_machine_queue_steady"`
+	Queue        []queueRound      `json:"queue"`
 	// ObserverQueue is the socket queue the observer reported at start
 	// (its own network namespace's, or the machine's limit).
 	ObserverQueue int                `json:"observer_queue"`
@@ -194,13 +199,18 @@ func run() error {
 	if want("steady") {
 		r.ObserverQueue = observerQueue(filepath.Join(*outDir, "steady.stderr"))
 		progress("the same 4096 × 1 Hz load into the bare receiver with the observer's socket queue (%d) (%v): the machine's floor for loss and CPU", r.ObserverQueue, liteDur)
-		if r.BareSteady, err = runLite(kids.Pids, "bare", r.ObserverQueue); err != nil {
+		if r.BareSteady, err = runLite(kids.Pids, "bare", r.ObserverQueue, false); err != nil {
 			return err
 		}
-		progress("the same load into the observer with --socket-queue 0: the machine's max_dgram_qlen (%v)", liteDur)
-		if r.ObserverQ, err = runLite(kids.Pids, "observer-machine-queue", 0); err != nil {
+	}
+
+	for i := 0; want("queue") && i < *rounds; i++ {
+		progress("queue round %d/%d: %d × 1 Hz for %v each into the bare receiver and the observer with the machine's queue (%s), then the observer with its own; the observers scraped every second", i+1, *rounds, len(kids.Pids), liteDur, r.Machine["qlen"])
+		q, err := runQueueRound(kids.Pids, r.PromEndpoint)
+		if err != nil {
 			return err
 		}
+		r.Queue = append(r.Queue, q)
 	}
 
 	if want("ab") {
@@ -458,6 +468,66 @@ func cpuNs(pid int) int64 {
 		}
 	}
 	return sum
+}
+
+// threadUse is one thread's share of a window: CPU (schedstat) and
+// context switches, voluntary (it slept and was woken) and involuntary.
+type threadUse struct {
+	Tid        string  `json:"tid"`
+	CPUPercent float64 `json:"cpu_percent"`
+	VolPerS    float64 `json:"voluntary_per_s"`
+	InvolPerS  float64 `json:"involuntary_per_s"`
+}
+
+type threadSample struct{ cpuNs, vol, invol int64 }
+
+// threadSamples reads, per thread of pid, schedstat's time on a CPU and
+// the voluntary and involuntary context switches of status.
+func threadSamples(pid int) map[string]threadSample {
+	out := map[string]threadSample{}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		var ts threadSample
+		if f := strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))); len(f) > 0 {
+			ts.cpuNs, _ = strconv.ParseInt(f[0], 10, 64)
+		}
+		for _, l := range strings.Split(readFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name())), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			x, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "voluntary_ctxt_switches":
+				ts.vol = x
+			case "nonvoluntary_ctxt_switches":
+				ts.invol = x
+			}
+		}
+		out[t.Name()] = ts
+	}
+	return out
+}
+
+// threadUses turns two samples d seconds apart into per-thread rates, the
+// busiest thread first (the loop's; the Go runtime's threads follow).
+func threadUses(a, b map[string]threadSample, d float64) []threadUse {
+	var out []threadUse
+	for tid, y := range b {
+		x := a[tid]
+		out = append(out, threadUse{Tid: tid, CPUPercent: 100 * float64(y.cpuNs-x.cpuNs) / 1e9 / d,
+			VolPerS: float64(y.vol-x.vol) / d, InvolPerS: float64(y.invol-x.invol) / d})
+	}
+	slices.SortFunc(out, func(p, q threadUse) int { return int(1e6 * (q.CPUPercent - p.CPUPercent)) })
+	return out
+}
+
+func fmtThreads(ts []threadUse) string {
+	var parts []string
+	for _, t := range ts {
+		if t.CPUPercent < 0.005 && t.VolPerS+t.InvolPerS < 0.5 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%.2f%% %.0f+%.0f/s", t.CPUPercent, t.VolPerS, t.InvolPerS))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture that matters.
@@ -1087,9 +1157,8 @@ func renderTable(r *results) string {
 				b.Qlen, b.Load.Lost, b.Load.Sent+b.Load.Lost, b.Load.LostLate, b.CPUPercent, b.CPUSchedPc, b.Switches, b.Gaps2ms, b.MaxGapMs)
 		}
 	}
-	if q := r.ObserverQ; q.Load.Sent > 0 {
-		w("| … the observer with --socket-queue 0: the machine's queue (%d), not scraped | | lost %d of %d; CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s | |\n",
-			q.Qlen, q.Load.Lost, q.Load.Sent+q.Load.Lost, q.CPUPercent, q.CPUSchedPc, q.Switches)
+	if len(r.Queue) > 0 {
+		renderQueueRows(w, r)
 	}
 	if r.Idle.Seconds > 0 {
 		w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
@@ -1144,6 +1213,65 @@ func renderTable(r *results) string {
 		w("\nNote: %s\n", n)
 	}
 	return b.String()
+}
+
+// renderQueueRows writes the rows of the queue scenario: medians over its
+// rounds, each round's value in parentheses.
+func renderQueueRows(w func(string, ...any), r *results) {
+	var bare, mach, own []liteResult
+	for _, q := range r.Queue {
+		bare, mach, own = append(bare, q.Bare), append(mach, q.Machine), append(own, q.Own)
+	}
+	med := func(rs []liteResult, f func(liteResult) float64) (float64, string) {
+		var xs []float64
+		var per []string
+		for _, x := range rs {
+			xs = append(xs, f(x))
+			per = append(per, strconv.FormatFloat(f(x), 'f', -1, 64))
+		}
+		return median(xs), strings.Join(per, "/")
+	}
+	lost := func(x liteResult) float64 { return float64(x.Load.Lost) }
+	late := func(x liteResult) float64 { return float64(x.Load.LostLate) }
+	runs := func(x liteResult) float64 { return float64(x.Load.LostRuns) }
+	stalls := func(x liteResult) float64 { return float64(x.Stalls) }
+	cpu := func(x liteResult) float64 { return math.Round(x.CPUSchedPc*100) / 100 }
+	sw := func(x liteResult) float64 { return math.Round(x.Switches) }
+	sent := func(rs []liteResult) int64 { return rs[0].Load.Sent + rs[0].Load.Lost }
+	bl, blr := med(bare, lost)
+	ml, mlr := med(mach, lost)
+	_, bLate := med(bare, late)
+	_, mLate := med(mach, late)
+	bu, bur := med(bare, runs)
+	mu, mur := med(mach, runs)
+	ms, msr := med(mach, stalls)
+	bc, bcr := med(bare, cpu)
+	mc, mcr := med(mach, cpu)
+	bs, _ := med(bare, sw)
+	msw, _ := med(mach, sw)
+	scraped := "scraped every second"
+	if !r.PromEndpoint {
+		scraped = "not scraped: no /metrics in this build"
+	}
+	w("| beats lost at the machine's queue (%d): the observer with --socket-queue 0 (%s) against the bare receiver on the same queue, %d agents × 1 Hz, %v each, side by side in %d rounds; medians (rounds) | lost ≤ the bare receiver's, CPU below it | observer lost %.0f of %d (%s; of them sent > 1 ms late by the sender: %s), stalls those losses cause %.0f (%s; its event file: %.0f stalls, %s), CPU %.2f %% (%s; schedstat), %.0f switches/s; bare receiver lost %.0f (%s; sent late: %s), stalls they would cause %.0f (%s), CPU %.2f %% (%s), %.0f switches/s | %s |\n",
+		mach[0].Qlen, scraped, *agents, liteDur, len(r.Queue), ml, sent(mach), mlr, mLate, mu, mur, ms, msr, mc, mcr, msw, bl, blr, bLate, bu, bur, bc, bcr, bs, verdict(ml <= bl && mc < bc))
+	ol, olr := med(own, lost)
+	os_, osr := med(own, stalls)
+	oc, ocr := med(own, cpu)
+	osw, _ := med(own, sw)
+	w("| … the observer with its own queue (%d), same rounds, %s | | lost %.0f (%s), %.0f stalls (%s), CPU %.2f %% (%s; schedstat), %.0f switches/s | |\n",
+		own[0].Qlen, scraped, ol, olr, os_, osr, oc, ocr, osw)
+	if !r.PromEndpoint {
+		return
+	}
+	var ownS, machS []scrape
+	for _, q := range r.Queue {
+		ownS, machS = append(ownS, q.Own.Scrapes...), append(machS, q.Machine.Scrapes...)
+	}
+	o50, o99 := scrapePercentiles(ownS)
+	m50, m99 := scrapePercentiles(machS)
+	w("| GET /metrics of %d agents, request to last byte, with the observer's own queue (%d) and with the machine's (%d), same rounds | own queue p50 ≤ 1.5 × the machine queue's | own queue p50 %.2f ms, p99 %.2f ms (%d scrapes); machine's queue p50 %.2f ms, p99 %.2f ms (%d scrapes): %.2f × | %s |\n",
+		*agents, own[0].Qlen, mach[0].Qlen, o50, o99, len(ownS), m50, m99, len(machS), o50/m50, verdict(o50 <= 1.5*m50))
 }
 
 func sumGC(fs []floodRound) int {
@@ -1224,17 +1352,26 @@ type liteResult struct {
 	Received   int64          `json:"received"`
 	Gaps2ms    int64          `json:"gaps_over_2ms"`
 	MaxGapMs   float64        `json:"max_gap_ms"`
+	// The observer's: stall rows of its event file while the load ran (no
+	// agent was silenced: every one came from lost beats or the loop), and
+	// its scrapes when scraped.
+	Stalls  int      `json:"stalls"`
+	Scrapes []scrape `json:"scrapes,omitempty"`
+	// Threads: each thread's CPU and context switches in the window.
+	Threads []threadUse `json:"threads"`
 }
 
 // runLite runs 4096 × 1 Hz for liteDur into the bare receiver with a
-// socket queue of qlen ("bare") or into the observer with the machine's
-// queue ("observer-machine-queue", --socket-queue 0), and measures the
-// receiver's CPU from 4 s to 13 s.
-func runLite(pids []uint32, kind string, qlen int) (liteResult, error) {
+// socket queue of qlen ("bare"), into the observer with the machine's
+// queue ("observer-machine-queue", --socket-queue 0) or with the queue it
+// gives its socket by itself ("observer-own-queue"), scraped every second
+// when scraped, and measures the receiver's CPU from 4 s to 13 s.
+func runLite(pids []uint32, kind string, qlen int, scraped bool) (liteResult, error) {
 	var r liteResult
 	var pid int
 	var sock string
 	var finish func() error
+	loadEnd := int64(math.MaxInt64)
 	switch kind {
 	case "bare":
 		b, err := startBareReceiver(qlen)
@@ -1250,36 +1387,94 @@ func runLite(pids []uint32, kind string, qlen int) (liteResult, error) {
 			return err
 		}
 	default:
-		p, err := startObserver("steady-machine-queue", false, nil, "--threshold-ms", strconv.Itoa(*thresholdMs),
-			"--tracker-capacity", strconv.Itoa(len(pids)), "--socket-queue", "0")
+		args := []string{"--threshold-ms", strconv.Itoa(*thresholdMs), "--tracker-capacity", strconv.Itoa(len(pids))}
+		if kind == "observer-machine-queue" {
+			args = append(args, "--socket-queue", "0")
+		}
+		p, err := startObserver(kind, scraped, nil, args...)
 		if err != nil {
 			return r, err
 		}
 		defer p.remove()
-		r.Qlen = observerQueue(p.stderr)
 		pid, sock = p.pid(), p.sock
-		finish = p.stop
+		sc := startScraper(p.promAddr)
+		finish = func() error {
+			r.Scrapes = sc.finish()
+			if err := p.stop(); err != nil {
+				return err
+			}
+			r.Qlen = observerQueue(p.stderr) // logged by then: the logger writes asynchronously
+			return eachEvent(p.events, func(ns int64, kind, _ string, _ uint64) {
+				if kind == "stall" && ns <= loadEnd {
+					r.Stalls++
+				}
+			})
+		}
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		time.Sleep(4 * time.Second)
-		c0, n0, s0, t0 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid), time.Now()
+		c0, n0, s0, th0, t0 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid), threadSamples(pid), time.Now()
 		time.Sleep(9 * time.Second)
-		c1, n1, s1 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid)
+		c1, n1, s1, th1 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid), threadSamples(pid)
 		d := time.Since(t0).Seconds()
 		r.CPUPercent = 100 * float64(c1-c0) / clockTicks / d
 		r.CPUSchedPc = 100 * float64(n1-n0) / 1e9 / d
 		sw, _ := sumSwitchDelta(s0, s1)
 		r.Switches = float64(sw) / d
+		r.Threads = threadUses(th0, th1, d)
 	}()
 	load, err := loadgen.Run(loadgen.Config{Socket: sock, Pids: pids, RateHz: 1, Duration: liteDur})
+	loadEnd = loadgen.Mono()
 	<-done
 	r.Load = load
 	if ferr := finish(); err == nil {
 		err = ferr
 	}
-	progress("  %s (qlen %d): lost %d of %d (%d sent late), CPU %.2f%% (schedstat %.2f%%), %.0f switches/s", kind, r.Qlen,
-		load.Lost, load.Sent+load.Lost, load.LostLate, r.CPUPercent, r.CPUSchedPc, r.Switches)
+	p50, p99 := scrapePercentiles(r.Scrapes)
+	progress("  %s (qlen %d): lost %d of %d (%d sent late; %d runs of an agent's lost beats), %d stalls; CPU %.2f%% (schedstat %.2f%%), %.0f switches/s; %d scrapes, p50 %.2f ms, p99 %.2f ms", kind, r.Qlen,
+		load.Lost, load.Sent+load.Lost, load.LostLate, load.LostRuns, r.Stalls, r.CPUPercent, r.CPUSchedPc, r.Switches, len(r.Scrapes), p50, p99)
+	progress("    threads, busiest first (CPU, voluntary+involuntary switches/s): %s", fmtThreads(r.Threads))
 	return r, err
+}
+
+// scrapePercentiles returns p50 and p99 of the successful scrapes' times
+// (NaN without any).
+func scrapePercentiles(ss []scrape) (p50, p99 float64) {
+	var durs []float64
+	for _, s := range ss {
+		if s.Err == "" {
+			durs = append(durs, s.DurMs)
+		}
+	}
+	return percentile(durs, 50), percentile(durs, 99)
+}
+
+// ---- the socket queue: the machine's and the observer's own ----
+
+// queueRound is one round of the queue scenario: the same 4096 × 1 Hz load
+// into three receivers one after the other.
+type queueRound struct {
+	Bare    liteResult `json:"bare_machine_queue"`
+	Machine liteResult `json:"observer_machine_queue"`
+	Own     liteResult `json:"observer_own_queue"`
+}
+
+// runQueueRound measures what the machine's queue (net.unix.max_dgram_qlen,
+// 10 by default) costs the observer against the bare receiver on the same
+// queue, and what a scrape costs with each queue: the bare receiver, the
+// observer with --socket-queue 0 and the observer with its own queue, the
+// observers scraped every second.
+func runQueueRound(pids []uint32, prom bool) (queueRound, error) {
+	var q queueRound
+	var err error
+	if q.Bare, err = runLite(pids, "bare", 0, false); err != nil {
+		return q, err
+	}
+	if q.Machine, err = runLite(pids, "observer-machine-queue", 0, prom); err != nil {
+		return q, err
+	}
+	q.Own, err = runLite(pids, "observer-own-queue", 0, prom)
+	return q, err
 }
