@@ -131,6 +131,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		if o.events, err = openEventFile(cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep, log, &o.stats); err != nil {
 			return o, err
 		}
+		o.events.kinds = cfg.exportKinds
 	}
 	o.env = partEnv{poll: o.poll, log: log, stats: &o.stats, events: o.events}
 	if cfg.promAddr != "" {
@@ -461,7 +462,7 @@ func (o *observer) startRecoveries() {
 
 // metricsView is what a scrape reads of the observer.
 func (o *observer) metricsView() metricsView {
-	v := metricsView{tr: o.tr, startWallNs: o.startWallNs}
+	v := metricsView{tr: o.tr, startWallNs: o.startWallNs, noPidSeries: !o.cfg.promPidSeries}
 	if o.sock != nil {
 		v.queueLen = uint64(o.sock.queue.qlen)
 	}
@@ -534,6 +535,12 @@ func (o *observer) handleSignals(now int64) {
 func (o *observer) logStart() {
 	o.log.info("varta-watch started", fStr("version", version), fStr("socket", o.cfg.socket),
 		fInt("threshold_ms", o.cfg.thresholdMs), fInt("tracker_capacity", int64(o.cfg.trackerCapacity)))
+	if a := o.cfg.agents; a != nil && len(a.specs) > 0 {
+		// Contract §9's per-agent policy is not applied yet: say so
+		// rather than let an operator believe it is.
+		o.log.warn("the configuration's agent sections are checked but not applied yet: every pid keeps the global policy",
+			fInt("agent_sections", int64(len(a.specs))), fStr("config", o.cfg.configPath))
+	}
 	if !hasDatagramCreds {
 		o.log.warn("this system attaches no per-datagram credentials: frame pids are trusted on the strength of the socket mode, and recovery is refused",
 			fStr("socket_mode", sprintf("%04o", o.cfg.socketMode)))

@@ -81,6 +81,9 @@ func (p *promServer) renderStep(b []byte, c *renderCursor, now int64) []byte {
 		if c.stage == stageObserver {
 			b = p.appendObserver(b, c)
 			c.stage, c.slot = stageBeats, 0
+			if p.view.noPidSeries {
+				c.stage = stageDone
+			}
 			continue
 		}
 		if c.slot == 0 {
