@@ -5,7 +5,6 @@ package main
 // and the merge with the command line.
 
 import (
-	"io"
 	"os"
 	"strings"
 )
@@ -136,12 +135,7 @@ func fileKey(flag string) string { return strings.ReplaceAll(flag, "-", "_") }
 // besides reading the file, so that a reload may call it and keep the
 // running configuration when it fails.
 func readFileConfig(path string) (*fileConfig, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &fileError{path: path, msg: sprintf("cannot read: %v", pathErrCause(err))}
-	}
-	defer f.Close()
-	buf, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	buf, err := readFile(path, maxConfigBytes)
 	if err != nil {
 		return nil, &fileError{path: path, msg: sprintf("cannot read: %v", pathErrCause(err))}
 	}
