@@ -36,8 +36,7 @@ func TestE2EConfigBadFile(t *testing.T) {
 // Contract §9: the main section maps onto the flags and the command line
 // wins; --export-file-kinds leaves the beat rows out of the file while the
 // metrics still count them (§2); --prom-pid-series off leaves the per-pid
-// families out of /metrics (§2, §6); agent sections that this version does
-// not apply yet are said to be so at start.
+// families out of /metrics (§2, §6).
 func TestE2EConfigMainSectionKindsAndPidSeries(t *testing.T) {
 	dir := shortTempDir(t)
 	conf := filepath.Join(dir, "varta-watch.conf")
@@ -66,8 +65,5 @@ func TestE2EConfigMainSectionKindsAndPidSeries(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "threshold_ms=200") {
 		t.Errorf("start-up line does not show the command line's threshold:\n%s", p.stderr.String())
-	}
-	if !strings.Contains(p.stderr.String(), "agent sections are checked but not applied yet") {
-		t.Errorf("no warning that agent sections are not applied:\n%s", p.stderr.String())
 	}
 }

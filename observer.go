@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,6 +61,9 @@ type observer struct {
 	sock        *vlpSocket
 	tr          *tracker
 	proc        procReader
+	agents      *agentTable // contract §9; nil without agent sections
+	am          agentMetrics
+	ident       procIdentity
 	events      *eventFile
 	prom        *promServer
 	rec         *recoverer
@@ -110,6 +114,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		}
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
+	o.tr.thr[0] = o.threshold
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
@@ -121,8 +126,12 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode, cfg.wantQueue()); err != nil {
 		return o, err
 	}
+	agents, err := newAgentTable(&o.cfg, o.tr, nil)
+	if err != nil {
+		return o, err
+	}
 	if coalesceEnabled && o.sock.queue.qlen > 0 {
-		o.coal = newCoalescer(o.sock.queue.qlen, o.threshold)
+		o.coal = newCoalescer(o.sock.queue.qlen, slices.Min(o.tr.thr))
 	}
 	if err = o.poll.add(o.sock.fd, true, false); err != nil {
 		return o, err
@@ -139,11 +148,13 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 			return o, err
 		}
 	}
-	if cfg.recoveryCmd != "" || cfg.recoveryExec != "" {
+	if cfg.recoveryCmd != "" || cfg.recoveryExec != "" || agents.hasCommands() {
 		if o.rec, err = newRecoverer(&o.cfg, o.env); err != nil {
 			return o, err
 		}
 	}
+	o.setAgents(agents)
+	o.am = agentMetrics{table: agents, configured: cfg.configPath != "", reloadOK: true, reloadWallNs: o.startWallNs}
 	if cfg.hwWatchdog != "" {
 		if o.hwdog, err = openHWWatchdog(cfg.hwWatchdog); err != nil {
 			return o, err
@@ -306,14 +317,17 @@ func (o *observer) trackerDeadline() int64 {
 			next = d
 		}
 	}
-	if s := o.tr.active.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.threshold)
+	if s, d := o.tr.nearestActive(); s != noSlot {
+		consider(d)
 	}
 	if s := o.tr.stalled.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.retireAfter)
+		consider(o.tr.slots[s].nextCheck)
 	}
 	if s := o.tr.stalledOld.head; s != noSlot {
 		consider(o.tr.slots[s].nextCheck)
+	}
+	if d := o.agents.missingDeadline(); d != 0 {
+		consider(d)
 	}
 	return next
 }
@@ -462,7 +476,7 @@ func (o *observer) startRecoveries() {
 
 // metricsView is what a scrape reads of the observer.
 func (o *observer) metricsView() metricsView {
-	v := metricsView{tr: o.tr, startWallNs: o.startWallNs, noPidSeries: !o.cfg.promPidSeries}
+	v := metricsView{tr: o.tr, startWallNs: o.startWallNs, noPidSeries: !o.cfg.promPidSeries, agents: &o.am}
 	if o.sock != nil {
 		v.queueLen = uint64(o.sock.queue.qlen)
 	}
@@ -535,11 +549,9 @@ func (o *observer) handleSignals(now int64) {
 func (o *observer) logStart() {
 	o.log.info("varta-watch started", fStr("version", version), fStr("socket", o.cfg.socket),
 		fInt("threshold_ms", o.cfg.thresholdMs), fInt("tracker_capacity", int64(o.cfg.trackerCapacity)))
-	if a := o.cfg.agents; a != nil && len(a.specs) > 0 {
-		// Contract §9's per-agent policy is not applied yet: say so
-		// rather than let an operator believe it is.
-		o.log.warn("the configuration's agent sections are checked but not applied yet: every pid keeps the global policy",
-			fInt("agent_sections", int64(len(a.specs))), fStr("config", o.cfg.configPath))
+	if o.agents != nil {
+		o.log.info("agent sections", fInt("agents", int64(len(o.agents.agents))), fInt("threshold_classes", int64(len(o.tr.thr))),
+			fStr("config", o.cfg.configPath))
 	}
 	if !hasDatagramCreds {
 		o.log.warn("this system attaches no per-datagram credentials: frame pids are trusted on the strength of the socket mode, and recovery is refused",
