@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Contract §9 (agents by name) and its rows of §5 and §6, with the real
@@ -8,6 +10,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -153,4 +156,230 @@ func TestE2EAgentSeriesPresentFromFirstScrape(t *testing.T) {
 	if strings.Contains(body, `pid="`+a.pid+`"`) {
 		t.Errorf("per-pid series with --prom-pid-series off")
 	}
+}
+
+// writeScript writes an executable shell script that appends its
+// arguments as one line to log, and returns its path.
+func writeScript(t *testing.T, dir, name, log string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	text := "#!/bin/sh\necho \"$*\" >> " + log + "\n"
+	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// scriptRuns returns the lines a writeScript script logged so far.
+func scriptRuns(log string) []string {
+	b, _ := os.ReadFile(log)
+	return strings.Fields(strings.ReplaceAll(string(b), "\n", " \n"))
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func lineCount(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), "\n")
+}
+
+// Contract §9 expected, §5 missing row, §6 varta_agent_missing: an
+// expected agent that never starts gives exactly one missing event after
+// its grace and runs missing_exec once (without a pid); it clears when a
+// pid of it beats, and is re-armed when that pid stalls.
+func TestE2EExpectedAgentMissingOnceThenBack(t *testing.T) {
+	dir := shortTempDir(t)
+	runs := filepath.Join(dir, "missing.log")
+	script := writeScript(t, dir, "start-dnsmasq", runs)
+	conf := writeConfFile(t, dir, `
+config agent 'dnsmasq'
+	option comm 'dnsmasq'
+	option threshold_ms '200'
+	option expected '1'
+	option grace_ms '300'
+	option missing_exec '`+script+` started'
+`)
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0", "--config", conf}})
+	body := scrape(t, p, nil)
+	if v := sampleValue(body, `varta_agent_missing{agent="dnsmasq"}`); v != "0" {
+		t.Errorf("varta_agent_missing before the grace ran out = %q, want 0", v)
+	}
+	evs := p.waitEvents(10*time.Second, "the missing event", func(evs []tsvEvent) bool { return countEvents(evs, "missing", "") == 1 })
+	if e := filterEvents(evs, "missing", "")[0]; e.pid != "-" || e.nonce != "-" || e.status != "-" || e.payload != "dnsmasq" {
+		t.Errorf("missing row %q, want <ns> missing - - - dnsmasq", e.line)
+	}
+	waitFor(t, 10*time.Second, "missing_exec to run", func() bool { return lineCount(runs) == 1 })
+	waitScrape(t, p, 10*time.Second, "varta_agent_missing 1", func(b string) bool {
+		return sampleValue(b, `varta_agent_missing{agent="dnsmasq"}`) == "1" && sampleValue(b, `varta_agent_up{agent="dnsmasq"}`) == "0"
+	})
+	// Several graces later still one event and one run: missing is said once.
+	time.Sleep(1200 * time.Millisecond)
+	if n := countEvents(p.readEvents(), "missing", ""); n != 1 {
+		t.Fatalf("%d missing events while the agent stayed away, want 1", n)
+	}
+	if b, _ := os.ReadFile(runs); string(b) != "started\n" {
+		t.Fatalf("missing_exec ran with %q, want one run with its argument alone", b)
+	}
+
+	a := startAgentBin(t, agentBinAs(t, filepath.Join(dir, "dnsmasq")), p.socket, "--interval-ms", "20", "--hang-after", "20")
+	waitScrape(t, p, 10*time.Second, "the agent back", func(b string) bool {
+		return sampleValue(b, `varta_agent_missing{agent="dnsmasq"}`) == "0" && sampleValue(b, `varta_agent_up{agent="dnsmasq"}`) == "1"
+	})
+	// It hangs: a stall, and after the grace a second missing event.
+	evs = p.waitEvents(10*time.Second, "the stall and a second missing event", func(evs []tsvEvent) bool {
+		return countEvents(evs, "stall", a.pid) == 1 && countEvents(evs, "missing", "") == 2
+	})
+	stall, miss := lastOf(evs, "stall", a.pid), lastOf(evs, "missing", "")
+	if d := time.Duration(miss.ns - stall.ns); d < 300*time.Millisecond {
+		t.Errorf("missing %v after the last pid stalled, want at least grace_ms 300 ms", d)
+	}
+	waitFor(t, 10*time.Second, "missing_exec to run again", func() bool { return lineCount(runs) == 2 })
+}
+
+// Contract §9 escalation: an agent that keeps stalling gets
+// max_recoveries recoveries within recovery_window_s, then one gave_up
+// event, varta_agent_gave_up 1 and give_up_exec once; no recovery while
+// given up; re-armed once a pid of it beat a whole window without a
+// stall, after which its stalls are recovered again.
+func TestE2EEscalationGivesUpOnceAndRearms(t *testing.T) {
+	dir := shortTempDir(t)
+	recLog, giveLog := filepath.Join(dir, "recover.log"), filepath.Join(dir, "giveup.log")
+	recScript := writeScript(t, dir, "restart-flappy", recLog)
+	giveScript := writeScript(t, dir, "reboot", giveLog)
+	conf := writeConfFile(t, dir, `
+config agent 'flappy'
+	option comm 'flappy'
+	option threshold_ms '300'
+	option recovery_exec '`+recScript+` {pid}'
+	option recovery_debounce_ms '0'
+	option max_recoveries '2'
+	option recovery_window_s '3'
+	option give_up_exec '`+giveScript+` {pid}'
+	option give_up_min_uptime_s '0'
+`)
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "1000", "--prom-addr", "127.0.0.1:0", "--config", conf}})
+	bin := agentBinAs(t, filepath.Join(dir, "flappy"))
+	var pids []string
+	flap := func() {
+		a := startAgentBin(t, bin, p.socket, "--interval-ms", "10", "--count", "2")
+		a.waitExit(t, 10*time.Second)
+		p.waitKind("stall", a.pid, 1)
+		pids = append(pids, a.pid)
+	}
+	for i := 0; i < 4; i++ { // the first three within one 3 s window on any machine that runs this test at all
+		flap()
+	}
+	evs := p.waitEvents(10*time.Second, "the gave_up row", func(evs []tsvEvent) bool { return hasPayload(evs, "recovery", pids[2], "gave_up") })
+	waitFor(t, 10*time.Second, "give_up_exec", func() bool { return lineCount(giveLog) == 1 })
+	for i, want := range [][]string{{"spawned", "exit_0"}, {"spawned", "exit_0"}, {"gave_up", "spawned", "exit_0"}, nil} {
+		evs = p.readEvents()
+		if got := recoveryPayloads(evs, pids[i]); strings.Join(got, " ") != strings.Join(want, " ") {
+			if i == 2 && len(got) < 3 {
+				evs = p.waitEvents(10*time.Second, "give_up_exec's exit", func(evs []tsvEvent) bool { return len(recoveryPayloads(evs, pids[2])) == 3 })
+				got = recoveryPayloads(evs, pids[2])
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("stall %d (pid %s): recovery rows %q, want %q", i+1, pids[i], got, want)
+			}
+		}
+	}
+	if got := scriptRuns(recLog); strings.Join(got, " ") != pids[0]+" "+pids[1] {
+		t.Errorf("recovery_exec ran for %q, want the first two stalled pids %q", got, pids[:2])
+	}
+	if b, _ := os.ReadFile(giveLog); string(b) != pids[2]+"\n" {
+		t.Errorf("give_up_exec ran with %q, want once for pid %s", b, pids[2])
+	}
+	body := scrape(t, p, nil)
+	for series, want := range map[string]string{
+		`varta_agent_gave_up{agent="flappy"}`:                            "1",
+		`varta_agent_recoveries_total{agent="flappy",outcome="gave_up"}`: "1",
+		`varta_agent_recoveries_total{agent="flappy",outcome="spawned"}`: "3",
+		`varta_agent_stalls_total{agent="flappy"}`:                       "4",
+	} {
+		if got := sampleValue(body, series); got != want {
+			t.Errorf("%s = %q, want %q", series, got, want)
+		}
+	}
+	// A pid that beats for longer than the window re-arms it; its stall is
+	// recovered again.
+	a := startAgentBin(t, bin, p.socket, "--interval-ms", "20", "--hang-after", "250")
+	waitScrape(t, p, 15*time.Second, "the agent re-armed", func(b string) bool {
+		return sampleValue(b, `varta_agent_gave_up{agent="flappy"}`) == "0"
+	})
+	p.waitKind("stall", a.pid, 1)
+	p.waitEvents(10*time.Second, "a recovery after the re-arm", func(evs []tsvEvent) bool { return hasPayload(evs, "recovery", a.pid, "spawned") })
+	if n := lineCount(giveLog); n != 1 {
+		t.Errorf("give_up_exec ran %d times, want once", n)
+	}
+}
+
+// Contract §9: give_up_exec is refused (recovery … refused, logged) while
+// the machine has been up less than give_up_min_uptime_s by
+// CLOCK_BOOTTIME; the observer runs in a time namespace whose boot time
+// says it has been up 100 s.
+func TestE2EGiveUpRefusedAtLowUptime(t *testing.T) {
+	binaries(t)
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		skipBecause(t, "no /proc/uptime: %v", err)
+	}
+	var up float64
+	fmt.Sscan(string(b), &up)
+	offset := fmt.Sprint(-(int64(up) - 100))
+	prefix := []string{"unshare", "-T", "--boottime", offset}
+	if os.Geteuid() != 0 {
+		prefix = []string{"unshare", "-U", "-r", "-T", "--boottime", offset}
+	}
+	probe, err := runCommand(append(prefix, "cat", "/proc/uptime")...)
+	if err != nil {
+		skipBecause(t, "no time namespace (%s): %v %s", strings.Join(prefix, " "), err, probe)
+	}
+	dir := shortTempDir(t)
+	giveLog := filepath.Join(dir, "giveup.log")
+	giveScript := writeScript(t, dir, "reboot", giveLog)
+	conf := writeConfFile(t, dir, `
+config agent 'flappy'
+	option comm 'flappy'
+	option threshold_ms '100'
+	option recovery_exec '/bin/true'
+	option max_recoveries '1'
+	option give_up_exec '`+giveScript+`'
+`)
+	p := startObserver(t, observerOpts{argv0: append(prefix, observerBin), args: []string{"--threshold-ms", "1000", "--config", conf}})
+	bin := agentBinAs(t, filepath.Join(dir, "flappy"))
+	var last string
+	for i := 0; i < 2; i++ {
+		a := startAgentBin(t, bin, p.socket, "--interval-ms", "10", "--count", "2")
+		a.waitExit(t, 10*time.Second)
+		p.waitKind("stall", a.pid, 1)
+		last = a.pid
+	}
+	evs := p.waitEvents(10*time.Second, "gave_up and refused", func(evs []tsvEvent) bool {
+		return hasPayload(evs, "recovery", last, "gave_up") && hasPayload(evs, "recovery", last, "refused")
+	})
+	if got := recoveryPayloads(evs, last); strings.Join(got, " ") != "gave_up refused" {
+		t.Errorf("recovery rows of the second stall %q, want gave_up refused", got)
+	}
+	waitFor(t, 5*time.Second, "the refusal in the log", func() bool { return strings.Contains(p.stderr.String(), "give_up_exec refused") })
+	if !strings.Contains(p.stderr.String(), "uptime_s=10") {
+		t.Errorf("the refusal does not give the namespace's uptime of about 100 s:\n%s", p.stderr.String())
+	}
+	if n := lineCount(giveLog); n != 0 {
+		t.Errorf("give_up_exec ran %d times at an uptime of 100 s", n)
+	}
+}
+
+// runCommand runs argv and returns its combined output.
+func runCommand(argv ...string) (string, error) {
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	return string(out), err
 }
