@@ -52,7 +52,7 @@ func (a *agentState) commands() []*recoveryCommand {
 // same name. It returns nil when there are no sections.
 func newAgentTable(cfg *config, tr *tracker, prev *agentTable) (*agentTable, error) {
 	if cfg.agents == nil || len(cfg.agents.specs) == 0 {
-		tr.thr = tr.thr[:1]
+		tr.thr = []int64{cfg.thresholdMs * 1_000_000}
 		return nil, nil
 	}
 	specs := cfg.agents.specs

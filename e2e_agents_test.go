@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -382,4 +383,97 @@ config agent 'flappy'
 func runCommand(argv ...string) (string, error) {
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	return string(out), err
+}
+
+// Contract §9 reload: SIGHUP with a changed threshold applies it to a
+// tracked pid, which keeps its beat count and nonce (no new agent, no
+// reset), and it is matched again to the new sections; §8: the event
+// file is still reopened.
+func TestE2EReloadAppliesNewThresholdToTrackedPid(t *testing.T) {
+	dir := shortTempDir(t)
+	conf := writeConfFile(t, dir, "config agent 'worker'\n\toption comm 'worker'\n\toption threshold_ms '5000'\n")
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000", "--prom-addr", "127.0.0.1:0", "--config", conf}})
+	a := startAgentBin(t, agentBinAs(t, filepath.Join(dir, "worker")), p.socket, "--interval-ms", "20", "--hang-after", "100")
+	body := waitScrape(t, p, 10*time.Second, "some beats", func(b string) bool {
+		return metricValueOr(b, `varta_beats_total{pid="`+a.pid+`"}`) >= 10
+	})
+	before := metricValueOr(body, `varta_beats_total{pid="`+a.pid+`"}`)
+	writeConfFile(t, dir, "config agent 'renamed'\n\toption comm 'worker'\n\toption threshold_ms '300'\n")
+	os.Rename(p.events, p.events+".1") // logrotate
+	p.signal(syscall.SIGHUP)
+	body = waitScrape(t, p, 10*time.Second, "the new section", func(b string) bool {
+		return sampleValue(b, `varta_agent_threshold_seconds{agent="renamed"}`) == "0.3" &&
+			sampleValue(b, `varta_agent_info{pid="`+a.pid+`",comm="worker",agent="renamed"}`) == "1"
+	})
+	if after := metricValueOr(body, `varta_beats_total{pid="`+a.pid+`"}`); after < before {
+		t.Errorf("beat count went from %v to %v at the reload", before, after)
+	}
+	if strings.Contains(body, `agent="worker"`) {
+		t.Errorf("the removed section's series are still there")
+	}
+	if !strings.Contains(p.stderr.String(), "configuration reloaded") {
+		t.Errorf("no log line for the reload:\n%s", p.stderr.String())
+	}
+	// The agent hangs after 100 beats (2 s): the stall comes 300 ms after
+	// its last beat, not 5 s; the reopened file has it, and no second beat
+	// row with a reset nonce.
+	evs := p.waitEvents(15*time.Second, "the stall at the new threshold", func(evs []tsvEvent) bool { return countEvents(evs, "stall", a.pid) == 1 })
+	if n := checkStallsOnTime(t, evs, a.pid, 300*time.Millisecond, stallSlack+time.Second); n != 1 {
+		t.Errorf("%d stalls", n)
+	}
+	last := "0"
+	for _, e := range filterEvents(evs, "beat", a.pid) {
+		if len(e.nonce) < len(last) || len(e.nonce) == len(last) && e.nonce <= last {
+			t.Fatalf("nonce %s after %s: the pid was reset at the reload", e.nonce, last)
+		}
+		last = e.nonce
+	}
+	if last != "100" {
+		t.Errorf("last beat row after the reload has nonce %s, want 100", last)
+	}
+}
+
+// Contract §9 reload errors: a broken file at SIGHUP is logged as
+// PATH:LINE: problem, the running configuration is kept (the old
+// threshold still stalls the pid) and varta_config_last_reload_successful
+// is 0; a good file afterwards sets it to 1 again.
+func TestE2EReloadOfBrokenFileKeepsOldPolicy(t *testing.T) {
+	dir := shortTempDir(t)
+	good := "config agent 'worker'\n\toption comm 'worker'\n\toption threshold_ms '300'\n"
+	conf := writeConfFile(t, dir, good)
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "5000", "--prom-addr", "127.0.0.1:0", "--config", conf}})
+	body := scrape(t, p, nil)
+	okAt := sampleValue(body, "varta_config_last_reload_success_timestamp_seconds")
+	writeConfFile(t, dir, "config agent 'worker'\n\toption comm 'worker'\n\toption threshold_ms 'soon'\n")
+	p.signal(syscall.SIGHUP)
+	waitScrape(t, p, 10*time.Second, "the failed reload", func(b string) bool {
+		return sampleValue(b, "varta_config_last_reload_successful") == "0"
+	})
+	waitFor(t, 5*time.Second, "the error in the log", func() bool { return strings.Contains(p.stderr.String(), conf+":3: ") })
+	body = scrape(t, p, nil)
+	if v := sampleValue(body, `varta_agent_threshold_seconds{agent="worker"}`); v != "0.3" {
+		t.Errorf("threshold after a failed reload %q, want the old 0.3", v)
+	}
+	if v := sampleValue(body, "varta_config_last_reload_success_timestamp_seconds"); v != okAt {
+		t.Errorf("last success time moved from %s to %s at a failed reload", okAt, v)
+	}
+	a := startAgentBin(t, agentBinAs(t, filepath.Join(dir, "worker")), p.socket, "--interval-ms", "20", "--hang-after", "5")
+	evs := p.waitEvents(10*time.Second, "the stall at the old threshold", func(evs []tsvEvent) bool { return countEvents(evs, "stall", a.pid) == 1 })
+	checkStallsOnTime(t, evs, a.pid, 300*time.Millisecond, stallSlack+time.Second)
+	writeConfFile(t, dir, good)
+	p.signal(syscall.SIGHUP)
+	waitScrape(t, p, 10*time.Second, "the good reload", func(b string) bool {
+		return sampleValue(b, "varta_config_last_reload_successful") == "1"
+	})
+}
+
+// metricValueOr is the value of series in body, -1 when absent.
+func metricValueOr(body, series string) float64 {
+	v := sampleValue(body, series)
+	if v == "" {
+		return -1
+	}
+	var f float64
+	fmt.Sscan(v, &f)
+	return f
 }

@@ -113,6 +113,7 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 	if err != nil {
 		return fail("start failed", err)
 	}
+	o.args = args
 	if o.prom != nil {
 		// A stdout nobody reads any more does not stop the observer
 		// (guardSignals): the line is counted as lost and it serves on.

@@ -56,6 +56,7 @@ func (e *partEnv) ioError(now int64, op string, err error) {
 // observer is the whole daemon: one event loop that owns every fd.
 type observer struct {
 	cfg         config
+	args        []string // the command line, read again at a reload
 	log         *logger
 	poll        *poller
 	sock        *vlpSocket
@@ -539,6 +540,9 @@ func (o *observer) handleSignals(now int64) {
 	}
 	if bits&sigHup != 0 && o.events != nil && o.events.reopen(now) {
 		o.log.info("event file reopened", fStr("path", o.cfg.exportFile))
+	}
+	if bits&sigHup != 0 && o.cfg.configPath != "" {
+		o.reload(now)
 	}
 	if bits&sigStop != 0 {
 		o.log.info("stopping on signal")

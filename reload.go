@@ -1,0 +1,131 @@
+package main
+
+// SIGHUP reloads the --config file (contract §9): a bad file is logged
+// and ignored (varta_config_last_reload_successful 0); a good one changes
+// the threshold, the recovery commands, the event kinds, the per-pid
+// series and the agent sections in place. Tracked pids keep their state
+// (beats, nonces, stalls) and are matched again to the new sections.
+// The socket, the listener and the event file are kept as they are: an
+// option that would change them is logged as taking effect at a restart.
+
+import "time"
+
+// restartOptions are the options a reload does not apply, by the name of
+// their flag, with how to tell that one changed.
+var restartOptions = []struct {
+	flag    string
+	changed func(a, b *config) bool
+}{
+	{"socket", func(a, b *config) bool { return a.socket != b.socket }},
+	{"socket-mode", func(a, b *config) bool { return a.socketMode != b.socketMode }},
+	{"socket-queue", func(a, b *config) bool { return a.socketQueue != b.socketQueue }},
+	{"tracker-capacity", func(a, b *config) bool { return a.trackerCapacity != b.trackerCapacity }},
+	{"export-file", func(a, b *config) bool {
+		return a.exportFile != b.exportFile || a.exportMaxBytes != b.exportMaxBytes || a.exportKeep != b.exportKeep
+	}},
+	{"prom-addr", func(a, b *config) bool {
+		return a.promAddr != b.promAddr || a.promTokenFile != b.promTokenFile || a.promRate != b.promRate || a.promBurst != b.promBurst
+	}},
+	{"hw-watchdog", func(a, b *config) bool { return a.hwWatchdog != b.hwWatchdog }},
+	{"shutdown-after-secs", func(a, b *config) bool { return a.shutdownAfterSecs != b.shutdownAfterSecs }},
+	{"log-format", func(a, b *config) bool { return a.logJSON != b.logJSON }},
+}
+
+// reload reads the configuration again from the command line it started
+// with (o.args) and applies it, or keeps the running one.
+func (o *observer) reload(now int64) {
+	cfg, err := loadConfig(o.args)
+	var t *agentTable
+	if err == nil {
+		for _, r := range restartOptions {
+			if r.changed(&o.cfg, &cfg) {
+				o.log.warn("configuration reload: this option takes effect at a restart", fStr("option", fileKey(r.flag)))
+			}
+		}
+		keep := cfg
+		cfg = o.cfg
+		cfg.thresholdMs, cfg.exportKinds, cfg.promPidSeries, cfg.agents = keep.thresholdMs, keep.exportKinds, keep.promPidSeries, keep.agents
+		cfg.recoveryCmd, cfg.recoveryExec = keep.recoveryCmd, keep.recoveryExec
+		cfg.recoveryDebounceMs, cfg.recoveryTimeoutMs, cfg.shutdownGraceMs = keep.recoveryDebounceMs, keep.recoveryTimeoutMs, keep.shutdownGraceMs
+		err = o.applyRecovery(&cfg)
+	}
+	if err == nil {
+		thr := o.tr.thr
+		if t, err = newAgentTable(&cfg, o.tr, o.agents); err != nil {
+			o.tr.thr = thr
+		} else if o.rec == nil && t.hasCommands() {
+			o.rec, err = newRecoverer(&cfg, o.env)
+		}
+		if err != nil {
+			o.tr.thr = thr
+		}
+	}
+	if err != nil {
+		o.am.reloadOK = false
+		o.log.error("configuration reload failed; the running configuration is kept", fStr("err", err.Error()))
+		return
+	}
+	old := o.agents
+	o.cfg = cfg
+	o.threshold = cfg.thresholdMs * 1_000_000
+	o.retireAfter = retireFactor * o.threshold
+	if o.events != nil {
+		o.events.kinds = cfg.exportKinds
+	}
+	if o.prom != nil {
+		o.prom.view.noPidSeries = !cfg.promPidSeries
+	}
+	o.setAgents(t)
+	if o.rec != nil {
+		o.rec.remapAgents(old, t)
+	}
+	o.am.reloadOK, o.am.reloadWallNs = true, time.Now().UnixNano()
+	n := 0
+	if t != nil {
+		n = len(t.agents)
+	}
+	o.log.info("configuration reloaded", fStr("config", cfg.configPath), fInt("threshold_ms", cfg.thresholdMs),
+		fInt("agents", int64(n)), fInt("threshold_classes", int64(len(o.tr.thr))))
+}
+
+// applyRecovery prepares the global recovery command of cfg in the running
+// recoverer (or creates one), leaving both as they are on an error.
+func (o *observer) applyRecovery(cfg *config) error {
+	if cfg.recoveryExec == "" && cfg.recoveryCmd == "" {
+		if o.rec != nil {
+			o.rec.cmd = nil
+		}
+		return nil
+	}
+	if o.rec == nil {
+		r, err := newRecoverer(cfg, o.env)
+		if err == nil {
+			o.rec = r
+		}
+		return err
+	}
+	c, err := newRecoveryCommand("--recovery-exec", cfg.recoveryExec, cfg.recoveryCmd, cfg.recoveryDebounceMs, cfg.recoveryTimeoutMs)
+	if err == nil {
+		o.rec.cmd = c
+	}
+	return err
+}
+
+// remapAgents points the running and pending recoveries of the sections of
+// old at the sections of the same name in t (0 when gone).
+func (r *recoverer) remapAgents(old, t *agentTable) {
+	r.agents = t
+	remap := func(a uint16) uint16 {
+		if a == 0 || old == nil || t == nil {
+			return 0
+		}
+		return uint16(t.index(old.agents[a-1].spec.name) + 1)
+	}
+	for i := 0; i < r.n; i++ {
+		r.children[i].agent = remap(r.children[i].agent)
+	}
+	for i := 0; i < r.npending; i++ {
+		p := &r.pending[(r.pendHead+i)%maxRecoveryChildren]
+		p.agent = remap(p.agent)
+	}
+}
