@@ -224,6 +224,12 @@ func (fc *fileConfig) parseMain(s *confSection, fail failFunc) error {
 		if o.value == "" {
 			continue // UCI: an empty value sets nothing
 		}
+		if o.key == "export_file" || o.key == "prom_addr" || o.key == "hw_watchdog" {
+			// OpenWrt's init script turns these off with a false word.
+			if on, err := parseUCIBool(o.key, o.value); err == nil && !on {
+				continue
+			}
+		}
 		if isInit {
 			if err := check(o.key, o.value); err != nil {
 				return fail(o.line, "%s", err.Error())

@@ -372,8 +372,8 @@ func TestContribConfigsParse(t *testing.T) {
 		path   string
 		agents []string // names, after uncommenting the examples
 	}{
-		{"contrib/openwrt/varta-watch.config", []string{"dnsmasq", "hostapd", "backup"}},
-		{"contrib/varta-watch.conf", []string{"sshd", "backup", "myapp"}},
+		{"contrib/package/openwrt.config", []string{"dnsmasq", "hostapd", "backup"}},
+		{"contrib/package/varta-watch.conf", []string{"sshd", "backup", "myapp"}},
 	} {
 		data, err := os.ReadFile(tc.path)
 		if err != nil {
