@@ -93,10 +93,12 @@ func (a *agentSpec) matches(comm, exe, cmdline []byte) bool {
 	if len(a.comm) > 0 && !anyEqual(a.comm, comm) {
 		return false
 	}
-	if len(a.exe) > 0 && !anyGlob(a.exe, exe) {
+	// An exe or cmdline that could not be read is empty, and then no exe
+	// or cmdline option holds, not even '*'.
+	if len(a.exe) > 0 && (len(exe) == 0 || !anyGlob(a.exe, exe)) {
 		return false
 	}
-	if len(a.cmdline) > 0 && !anyGlob(a.cmdline, cmdline) {
+	if len(a.cmdline) > 0 && (len(cmdline) == 0 || !anyGlob(a.cmdline, cmdline)) {
 		return false
 	}
 	return a.hasMatch()

@@ -117,6 +117,18 @@ func (t *agentTable) hasCommands() bool {
 	return false
 }
 
+// match is the index of the first section a pid with this comm, exe and
+// cmdline belongs to, -1 none (agent.go's matchAgent on the resolved
+// sections).
+func (t *agentTable) match(comm, exe, cmd []byte) int {
+	for i := range t.agents {
+		if t.agents[i].spec.matches(comm, exe, cmd) {
+			return i
+		}
+	}
+	return -1
+}
+
 // index is the position of the section named name, -1 none.
 func (t *agentTable) index(name string) int {
 	for i := range t.agents {
@@ -235,11 +247,8 @@ func (o *observer) matchSlot(s int32) {
 		return
 	}
 	exe, cmd := o.proc.identity(sl.pid, t.needExe, t.needCmd, &o.ident)
-	for i := range t.agents {
-		if t.agents[i].spec.matches(sl.comm[:sl.commLen], exe, cmd) {
-			sl.agent, sl.class = uint16(i+1), t.agents[i].class
-			return
-		}
+	if i := t.match(sl.comm[:sl.commLen], exe, cmd); i >= 0 {
+		sl.agent, sl.class = uint16(i+1), t.agents[i].class
 	}
 }
 

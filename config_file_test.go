@@ -322,6 +322,8 @@ config agent 'cron_job'
 	option cmdline '/bin/sh /usr/bin/backup.sh *'
 config agent 'any_dnsmasq'
 	option exe '*/dnsmasq*'
+config agent 'anything'
+	option cmdline '*'
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -339,8 +341,10 @@ config agent 'any_dnsmasq'
 		{"wpad", "/tmp/wpad", "", -1}, // all match options must hold
 		{"wpad", "", "", -1},          // exe unreadable: no exe option holds
 		{"sh", "/bin/busybox", "/bin/sh /usr/bin/backup.sh --daily", 2},
-		{"sh", "/bin/busybox", "/bin/sh /usr/bin/backup.sh", -1},
-		{"", "", "", -1},
+		{"sh", "/bin/busybox", "/bin/sh /usr/bin/backup.sh", 4}, // not cron_job: falls through to anything
+		{"", "", "", -1},        // cmdline unreadable: not even '*' holds
+		{"x", "", "/bin/x", 4},  // '*' holds for any readable cmdline
+		{"x", "/bin/x", "", -1}, // a kernel thread's empty cmdline
 	} {
 		if got := matchAgent(specs, []byte(tc.comm), []byte(tc.exe), []byte(tc.cmdline)); got != tc.want {
 			t.Errorf("matchAgent(%q, %q, %q) = %d, want %d", tc.comm, tc.exe, tc.cmdline, got, tc.want)
