@@ -143,20 +143,6 @@ func matchAgent(specs []agentSpec, comm, exe, cmdline []byte) int {
 	return -1
 }
 
-// agentOption parses one option of an agent section into a.
-type agentOption struct {
-	list bool // `list KEY` adds an alternative
-	set  func(a *agentSpec, key, v string) error
-}
-
-// flagValue parses v with the parser of the command-line flag flag (so a
-// section's option keeps the flag's range and messages), naming key.
-func flagValue(flag, key, v string) (config, error) {
-	var c config
-	err := flagSpecs[flag].set(&c, key, v)
-	return c, err
-}
-
 func matchValue(dst *[]string, key, v string, maxLen int) error {
 	if len(v) > maxLen {
 		return errorf("%s: %d bytes, at most %d", key, len(v), maxLen)
@@ -177,64 +163,55 @@ func checkExecCommand(key, v string) error {
 	return nil
 }
 
-var agentOptions = map[string]agentOption{
-	"comm": {list: true, set: func(a *agentSpec, k, v string) error {
+// setAgentOption parses option k (isList: a `list` line) of an agent
+// section into a; known is false for an option agent sections do not have.
+func setAgentOption(a *agentSpec, k, v string, isList bool) (known bool, err error) {
+	intOpt := func(dst *int64, lo, hi int64) { *dst, err = parseIntFlag(k, v, lo, hi) }
+	exec := func(dst *string) { *dst, err = v, checkExecCommand(k, v) }
+	switch k {
+	case "comm":
 		if len(v) > maxCommLen {
-			return errorf("%s: %q is longer than %d bytes, the most /proc/PID/comm holds (match it with exe or cmdline)", k, v, maxCommLen)
+			return true, errorf("%s: %q is longer than %d bytes, the most /proc/PID/comm holds (match it with exe or cmdline)", k, v, maxCommLen)
 		}
-		return matchValue(&a.comm, k, v, maxCommLen)
-	}},
-	"exe":     {list: true, set: func(a *agentSpec, k, v string) error { return matchValue(&a.exe, k, v, maxGlobLen) }},
-	"cmdline": {list: true, set: func(a *agentSpec, k, v string) error { return matchValue(&a.cmdline, k, v, maxGlobLen) }},
-	"threshold_ms": {set: func(a *agentSpec, k, v string) error {
-		c, err := flagValue("threshold-ms", k, v)
-		a.thresholdMs = c.thresholdMs
-		return err
-	}},
-	"recovery_exec": {set: func(a *agentSpec, k, v string) error {
-		a.recoveryExec = v
-		return checkExecCommand(k, v)
-	}},
-	"recovery_cmd": {set: func(a *agentSpec, k, v string) error { a.recoveryCmd = v; return nil }},
-	"recovery_debounce_ms": {set: func(a *agentSpec, k, v string) error {
-		c, err := flagValue("recovery-debounce-ms", k, v)
-		a.recoveryDebounceMs = c.recoveryDebounceMs
-		return err
-	}},
-	"recovery_timeout_ms": {set: func(a *agentSpec, k, v string) error {
-		c, err := flagValue("recovery-timeout-ms", k, v)
-		a.recoveryTimeoutMs = c.recoveryTimeoutMs
-		return err
-	}},
-	"expected": {set: func(a *agentSpec, k, v string) (err error) {
+		return true, matchValue(&a.comm, k, v, maxCommLen)
+	case "exe":
+		return true, matchValue(&a.exe, k, v, maxGlobLen)
+	case "cmdline":
+		return true, matchValue(&a.cmdline, k, v, maxGlobLen)
+	}
+	if isList {
+		return true, errorf("%s takes one value: write option %s, not list", k, k)
+	}
+	switch k {
+	case "threshold_ms":
+		intOpt(&a.thresholdMs, 10, 86_400_000)
+	case "recovery_exec":
+		exec(&a.recoveryExec)
+	case "recovery_cmd":
+		a.recoveryCmd = v
+	case "recovery_debounce_ms":
+		intOpt(&a.recoveryDebounceMs, 0, 86_400_000)
+	case "recovery_timeout_ms":
+		intOpt(&a.recoveryTimeoutMs, 0, 86_400_000)
+	case "expected":
 		a.expected, err = parseUCIBool(k, v)
-		return
-	}},
-	"grace_ms": {set: func(a *agentSpec, k, v string) (err error) {
-		a.graceMs, err = parseIntFlag(k, v, 10, 86_400_000)
-		return
-	}},
-	"missing_exec": {set: func(a *agentSpec, k, v string) error {
-		a.missingExec = v
-		if strings.Contains(v, "{pid}") {
-			return errorf("%s: there is no pid when an agent is missing: {pid} cannot be used", k)
+	case "grace_ms":
+		intOpt(&a.graceMs, 10, 86_400_000)
+	case "missing_exec":
+		if strings.Contains(v, pidPlaceholder) {
+			return true, errorf("%s: there is no pid when an agent is missing: {pid} cannot be used", k)
 		}
-		return checkExecCommand(k, v)
-	}},
-	"max_recoveries": {set: func(a *agentSpec, k, v string) (err error) {
-		a.maxRecoveries, err = parseIntFlag(k, v, 0, 1000)
-		return
-	}},
-	"recovery_window_s": {set: func(a *agentSpec, k, v string) (err error) {
-		a.recoveryWindowS, err = parseIntFlag(k, v, 1, 7*86400)
-		return
-	}},
-	"give_up_exec": {set: func(a *agentSpec, k, v string) error {
-		a.giveUpExec = v
-		return checkExecCommand(k, v)
-	}},
-	"give_up_min_uptime_s": {set: func(a *agentSpec, k, v string) (err error) {
-		a.giveUpMinUptimeS, err = parseIntFlag(k, v, 0, 365*86400)
-		return
-	}},
+		exec(&a.missingExec)
+	case "max_recoveries":
+		intOpt(&a.maxRecoveries, 0, 1000)
+	case "recovery_window_s":
+		intOpt(&a.recoveryWindowS, 1, 7*86400)
+	case "give_up_exec":
+		exec(&a.giveUpExec)
+	case "give_up_min_uptime_s":
+		intOpt(&a.giveUpMinUptimeS, 0, 365*86400)
+	default:
+		return false, nil
+	}
+	return true, err
 }

@@ -10,8 +10,6 @@ package main
 // new pid (procmatch_*.go); deadlines of missing agents are kept in a
 // small heap, so no iteration looks at every agent.
 
-import "slices"
-
 // agentTable is the agent sections in force and their state.
 type agentTable struct {
 	agents   []agentState
@@ -65,9 +63,11 @@ func newAgentTable(cfg *config, tr *tracker, prev *agentTable) (*agentTable, err
 		t.needExe = t.needExe || len(a.spec.exe) > 0
 		t.needCmd = t.needCmd || len(a.spec.cmdline) > 0
 		ns := a.spec.thresholdMs * 1_000_000
-		c := slices.Index(thr, ns)
-		if c < 0 {
-			c = len(thr)
+		c := 0
+		for c < len(thr) && thr[c] != ns {
+			c++
+		}
+		if c == len(thr) {
 			thr = append(thr, ns)
 		}
 		a.class = uint16(c)
@@ -178,23 +178,16 @@ func (o *observer) setAgents(t *agentTable) {
 		tr.more = append(tr.more, slotList{noSlot, noSlot})
 	}
 	// Rebuild the lists: every slot unlinked, matched, and linked again in
-	// the order of its last beat, so each active list stays in deadline
-	// order whatever class its pids move to.
-	var order []int32
+	// its list's order, so each active list stays in deadline order
+	// whatever class its pids move to.
+	kinds := make([]uint8, len(tr.slots))
 	for s := range tr.slots {
-		if tr.slots[s].list != slotFree {
-			order = append(order, int32(s))
-		}
-	}
-	slices.SortStableFunc(order, func(a, b int32) int {
-		return cmpInt64(tr.slots[a].lastBeat, tr.slots[b].lastBeat)
-	})
-	kinds := make([]uint8, len(order))
-	for i, s := range order {
 		sl := &tr.slots[s]
-		kinds[i] = sl.list
-		sl.agent = 0 // no count to take back: the counts were reset
-		tr.unlink(s)
+		kinds[s] = sl.list
+		if sl.list != slotFree {
+			sl.agent = 0 // no count to take back: the counts were reset
+			tr.unlink(int32(s))
+		}
 	}
 	tr.more = tr.more[:len(tr.thr)-1]
 	for i := range tr.more {
@@ -202,9 +195,11 @@ func (o *observer) setAgents(t *agentTable) {
 	}
 	tr.active = slotList{noSlot, noSlot}
 	tr.stalled, tr.stalledOld = slotList{noSlot, noSlot}, slotList{noSlot, noSlot}
-	for i, s := range order {
-		o.matchSlot(s)
-		tr.link(s, kinds[i])
+	for s, kind := range kinds {
+		if kind != slotFree {
+			o.matchSlot(int32(s))
+			tr.linkSorted(int32(s), kind)
+		}
 	}
 	if t == nil {
 		return
@@ -223,16 +218,6 @@ func (o *observer) setAgents(t *agentTable) {
 		}
 		t.push(int32(i))
 	}
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // matchSlot judges which agent section the process behind slot s belongs

@@ -19,6 +19,9 @@ const allKinds = ^kindMask(0)
 // accepts, in the contract's order.
 var exportKindNames = [...]string{"beat", "stall", "decode", "mismatch", "eviction", "recovery", "missing", "io"}
 
+// exportKindList is exportKindNames for messages.
+const exportKindList = "beat,stall,decode,mismatch,eviction,recovery,missing,io"
+
 // kindBit is the bit of the kind named name: 1<<eventKind for the kinds the
 // observer has; a contract kind it does not emit yet gets a bit above them,
 // so that naming it is valid and costs nothing.
@@ -58,11 +61,11 @@ func parseKinds(name, v string) (kindMask, error) {
 	for _, item := range strings.Split(v, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
-			return 0, flagErrorf("%s: %q has an empty item (want kinds separated by commas: %s)", name, v, strings.Join(exportKindNames[:], ","))
+			return 0, flagErrorf("%s: %q has an empty item (want kinds separated by commas: %s)", name, v, exportKindList)
 		}
 		bit, ok := kindBit(item)
 		if !ok {
-			return 0, flagErrorf("%s: %q is not an event kind (want %s)", name, item, strings.Join(exportKindNames[:], ", "))
+			return 0, flagErrorf("%s: %q is not an event kind (want %s)", name, item, exportKindList)
 		}
 		m |= bit
 	}
@@ -114,22 +117,32 @@ type fileConfig struct {
 	agents   []agentSpec  // as written: unset policy values not resolved
 }
 
-// notFileOptions are the flags that have no option in the main section.
-var notFileOptions = map[string]bool{"config": true, "version": true, "help": true}
-
-// initScriptOptions are options of the main section that OpenWrt's init
-// script reads itself (contrib/openwrt); the observer checks and skips them.
-var initScriptOptions = map[string]func(key, v string) error{
-	"enabled":    func(k, v string) error { _, err := parseUCIBool(k, v); return err },
-	"extra_args": func(k, v string) error { return nil },
+// exclusiveFlag is the flag of which the command line or the file may
+// give one with flag: giving one on the command line overrides the file's
+// other.
+func exclusiveFlag(flag string) string {
+	switch flag {
+	case "recovery-cmd":
+		return "recovery-exec"
+	case "recovery-exec":
+		return "recovery-cmd"
+	}
+	return ""
 }
 
-// exclusiveFlags are flags of which the command line or the file may give
-// one: giving one on the command line overrides the file's other.
-var exclusiveFlags = map[string]string{"recovery-cmd": "recovery-exec", "recovery-exec": "recovery-cmd"}
-
 // fileKey is the main-section option of a flag: '-' written '_'.
-func fileKey(flag string) string { return strings.ReplaceAll(flag, "-", "_") }
+func fileKey(flag string) string { return swapByte(flag, '-', '_') }
+
+// swapByte is s with every byte from written to.
+func swapByte(s string, from, to byte) string {
+	b := []byte(s)
+	for i := range b {
+		if b[i] == from {
+			b[i] = to
+		}
+	}
+	return string(b)
+}
 
 // readFileConfig reads and parses the file at path. It has no effect
 // besides reading the file, so that a reload may call it and keep the
@@ -211,10 +224,12 @@ func (fc *fileConfig) parseMain(s *confSection, fail failFunc) error {
 	var scratch config = defaultConfig()
 	recovery := 0 // line of recovery_cmd or recovery_exec
 	for _, o := range s.options {
-		flag := strings.ReplaceAll(o.key, "_", "-")
+		flag := swapByte(o.key, '_', '-')
 		spec, isFlag := flagSpecs[flag]
-		isFlag = isFlag && !notFileOptions[flag] && !spec.noValue
-		check, isInit := initScriptOptions[o.key]
+		isFlag = isFlag && flag != "config" && !spec.noValue
+		// enabled and extra_args are read by OpenWrt's init script
+		// (contrib/openwrt); the observer checks and skips them.
+		isInit := o.key == "enabled" || o.key == "extra_args"
 		if !isFlag && !isInit {
 			return fail(o.line, "unknown option %q in config varta-watch", o.key)
 		}
@@ -231,7 +246,7 @@ func (fc *fileConfig) parseMain(s *confSection, fail failFunc) error {
 			}
 		}
 		if isInit {
-			if err := check(o.key, o.value); err != nil {
+			if _, err := parseUCIBool(o.key, o.value); err != nil && o.key == "enabled" {
 				return fail(o.line, "%s", err.Error())
 			}
 			continue
@@ -259,20 +274,21 @@ func parseAgent(s *confSection, fail failFunc) (agentSpec, error) {
 	a := newAgentSpec(s.name, s.line)
 	lines := map[string]int{}
 	for _, o := range s.options {
-		opt, ok := agentOptions[o.key]
-		if !ok {
+		if o.value == "" && !o.isList {
+			var scratch agentSpec
+			if known, _ := setAgentOption(&scratch, o.key, "x", false); !known {
+				return a, fail(o.line, "unknown option %q in config agent", o.key)
+			}
+			continue // UCI: an empty value sets nothing
+		}
+		known, err := setAgentOption(&a, o.key, o.value, o.isList)
+		if !known {
 			return a, fail(o.line, "unknown option %q in config agent", o.key)
 		}
-		if o.isList && !opt.list {
-			return a, fail(o.line, "%s takes one value: write option %s, not list", o.key, o.key)
+		if err == nil && o.value == "" {
+			err = errorf("list %s needs a value", o.key)
 		}
-		if o.value == "" {
-			if o.isList {
-				return a, fail(o.line, "list %s needs a value", o.key)
-			}
-			continue
-		}
-		if err := opt.set(&a, o.key, o.value); err != nil {
+		if err != nil {
 			return a, fail(o.line, "%s", err.Error())
 		}
 		lines[o.key] = o.line
@@ -308,7 +324,7 @@ func effectiveConfig(cl *commandLine, fc *fileConfig) (config, error) {
 	fromFile := map[string]int{} // flag -> line, for values the file decided
 	if fc != nil {
 		for _, o := range fc.main {
-			if cl.given[o.flag] || cl.given[exclusiveFlags[o.flag]] {
+			if cl.given[o.flag] || cl.given[exclusiveFlag(o.flag)] {
 				continue // the command line wins
 			}
 			if err := flagSpecs[o.flag].set(&c, o.key, o.value); err != nil {

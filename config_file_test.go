@@ -166,7 +166,7 @@ var fileOptionSamples = map[string]string{
 func TestFileOptionsMapOntoFlags(t *testing.T) {
 	var flags []string
 	for name, spec := range flagSpecs {
-		if !spec.noValue && !notFileOptions[name] {
+		if !spec.noValue && name != "config" {
 			flags = append(flags, name)
 		}
 	}

@@ -27,56 +27,74 @@ var agentFamilies = [...]family{
 	{"varta_agent_threshold_seconds", "gauge", "Stall threshold of the agent section."},
 }
 
-// appendAgentFamily appends family i of the agent sections (after them
-// the reload gauges) and returns the next i, -1 when all are done.
-func (p *promServer) appendAgentFamily(b []byte, i int) ([]byte, int) {
+// appendAgentFamily appends the agent families from position pos (family
+// pos>>9, from its agent pos&511; after them the reload gauges) up to
+// about promOutChunk bytes, and returns the next position, -1 when all are
+// done.
+func (p *promServer) appendAgentFamily(b []byte, pos int) ([]byte, int) {
 	m := p.view.agents
 	if m == nil {
 		return b, -1
 	}
 	t := m.table
-	if i == len(agentFamilies) || t == nil {
-		if m.configured {
-			b = appendFamily(b, "varta_config_last_reload_successful", "gauge", "1 when the last load of the --config file succeeded.")
-			b = appendSample(b, "varta_config_last_reload_successful", b2u(m.reloadOK))
-			const ts = "varta_config_last_reload_success_timestamp_seconds"
-			b = appendFamily(b, ts, "gauge", "Unix time of the last successful load of the --config file.")
-			b = append(b, ts+" "...)
-			b = appendDecimal(b, m.reloadWallNs/1_000_000, 3)
-			b = append(b, '\n')
+	for t != nil && pos>>9 < len(agentFamilies) && len(b) < promOutChunk {
+		i, k := pos>>9, pos&511
+		if k == 0 {
+			f := &agentFamilies[i]
+			b = appendFamily(b, f.name, f.typ, f.help)
 		}
-		return b, -1
-	}
-	f := &agentFamilies[i]
-	b = appendFamily(b, f.name, f.typ, f.help)
-	tr := p.view.tr
-	for k := range t.agents {
-		a := &t.agents[k]
-		n := tr.pids[k]
-		switch i {
-		case 0:
-			b = appendAgentSampleOf(b, f.name, a, "", "", b2u(n.beating > 0))
-		case 1:
-			b = appendAgentSampleOf(b, f.name, a, "state", "beating", uint64(n.beating))
-			b = appendAgentSampleOf(b, f.name, a, "state", "stalled", uint64(n.stalled))
-		case 2:
-			b = appendAgentSampleOf(b, f.name, a, "", "", b2u(a.missing))
-		case 3:
-			b = appendAgentSampleOf(b, f.name, a, "", "", a.stalls)
-		case 4:
-			for o := range a.recoveries {
-				b = appendAgentSampleOf(b, f.name, a, "outcome", recoveryOutcomeNames[o], a.recoveries[o])
-			}
-		case 5:
-			b = appendAgentSampleOf(b, f.name, a, "", "", b2u(a.gaveUp))
-		case 6:
-			b = append(b, f.name...)
-			b = appendAgentLabels(b, a, "", "")
-			b = appendDecimal(b, a.spec.thresholdMs, 3)
-			b = append(b, '\n')
+		for ; k < len(t.agents) && len(b) < promOutChunk; k++ {
+			b = appendAgentSeries(b, p.view.tr, t, i, k)
+		}
+		pos = i<<9 | k
+		if k == len(t.agents) {
+			pos = (i + 1) << 9
 		}
 	}
-	return b, i + 1
+	if t != nil && pos>>9 < len(agentFamilies) {
+		return b, pos
+	}
+	if m.configured {
+		b = appendFamily(b, "varta_config_last_reload_successful", "gauge", "1 when the last load of the --config file succeeded.")
+		b = appendSample(b, "varta_config_last_reload_successful", b2u(m.reloadOK))
+		const ts = "varta_config_last_reload_success_timestamp_seconds"
+		b = appendFamily(b, ts, "gauge", "Unix time of the last successful load of the --config file.")
+		b = append(b, ts+" "...)
+		b = appendDecimal(b, m.reloadWallNs/1_000_000, 3)
+		b = append(b, '\n')
+	}
+	return b, -1
+}
+
+// appendAgentSeries appends the samples of family i for agent k.
+func appendAgentSeries(b []byte, tr *tracker, t *agentTable, i, k int) []byte {
+	a, name := &t.agents[k], agentFamilies[i].name
+	n := tr.pids[k]
+	var v uint64
+	switch i {
+	case 0:
+		v = b2u(n.beating > 0)
+	case 1:
+		b = appendAgentSampleOf(b, name, a, "state", "beating", uint64(n.beating))
+		return appendAgentSampleOf(b, name, a, "state", "stalled", uint64(n.stalled))
+	case 2:
+		v = b2u(a.missing)
+	case 3:
+		v = a.stalls
+	case 4:
+		for o := range a.recoveries {
+			b = appendAgentSampleOf(b, name, a, "outcome", recoveryOutcomeNames[o], a.recoveries[o])
+		}
+		return b
+	case 5:
+		v = b2u(a.gaveUp)
+	case 6:
+		b = append(b, name...)
+		b = appendAgentLabels(b, a, "", "")
+		b = appendDecimal(b, a.spec.thresholdMs, 3)
+		return append(b, '\n')
+	}
+	return appendAgentSampleOf(b, name, a, "", "", v)
 }
 
 func appendAgentLabels(b []byte, a *agentState, label, value string) []byte {

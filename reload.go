@@ -10,25 +10,26 @@ package main
 
 import "time"
 
-// restartOptions are the options a reload does not apply, by the name of
-// their flag, with how to tell that one changed.
-var restartOptions = []struct {
-	flag    string
-	changed func(a, b *config) bool
-}{
-	{"socket", func(a, b *config) bool { return a.socket != b.socket }},
-	{"socket-mode", func(a, b *config) bool { return a.socketMode != b.socketMode }},
-	{"socket-queue", func(a, b *config) bool { return a.socketQueue != b.socketQueue }},
-	{"tracker-capacity", func(a, b *config) bool { return a.trackerCapacity != b.trackerCapacity }},
-	{"export-file", func(a, b *config) bool {
-		return a.exportFile != b.exportFile || a.exportMaxBytes != b.exportMaxBytes || a.exportKeep != b.exportKeep
-	}},
-	{"prom-addr", func(a, b *config) bool {
-		return a.promAddr != b.promAddr || a.promTokenFile != b.promTokenFile || a.promRate != b.promRate || a.promBurst != b.promBurst
-	}},
-	{"hw-watchdog", func(a, b *config) bool { return a.hwWatchdog != b.hwWatchdog }},
-	{"shutdown-after-secs", func(a, b *config) bool { return a.shutdownAfterSecs != b.shutdownAfterSecs }},
-	{"log-format", func(a, b *config) bool { return a.logJSON != b.logJSON }},
+// restartOption names an option that changed from a to b and that a
+// reload does not apply, "" none.
+func restartOption(a, b *config) string {
+	switch {
+	case a.socket != b.socket, a.socketMode != b.socketMode, a.socketQueue != b.socketQueue:
+		return "socket"
+	case a.trackerCapacity != b.trackerCapacity:
+		return "tracker_capacity"
+	case a.exportFile != b.exportFile || a.exportMaxBytes != b.exportMaxBytes || a.exportKeep != b.exportKeep:
+		return "export_file"
+	case a.promAddr != b.promAddr || a.promTokenFile != b.promTokenFile || a.promRate != b.promRate || a.promBurst != b.promBurst:
+		return "prom_addr"
+	case a.hwWatchdog != b.hwWatchdog:
+		return "hw_watchdog"
+	case a.shutdownAfterSecs != b.shutdownAfterSecs:
+		return "shutdown_after_secs"
+	case a.logJSON != b.logJSON:
+		return "log_format"
+	}
+	return ""
 }
 
 // reload reads the configuration again from the command line it started
@@ -37,10 +38,8 @@ func (o *observer) reload(now int64) {
 	cfg, err := loadConfig(o.args)
 	var t *agentTable
 	if err == nil {
-		for _, r := range restartOptions {
-			if r.changed(&o.cfg, &cfg) {
-				o.log.warn("configuration reload: this option takes effect at a restart", fStr("option", fileKey(r.flag)))
-			}
+		if opt := restartOption(&o.cfg, &cfg); opt != "" {
+			o.log.warn("configuration reload: options of this group take effect at a restart", fStr("option", opt))
 		}
 		keep := cfg
 		cfg = o.cfg

@@ -245,3 +245,33 @@ func (t *tracker) countPid(sl *slot, kind uint8, d int32) {
 		c.stalled += d
 	}
 }
+
+// linkSorted links s into list kind at the place its order asks for (last
+// beat; stalledOld: next check), searching from the tail: a reload relinks
+// every slot this way, never a beat.
+func (t *tracker) linkSorted(s int32, kind uint8) {
+	key := func(s int32) int64 {
+		if kind == slotStalledOld {
+			return t.slots[s].nextCheck
+		}
+		return t.slots[s].lastBeat
+	}
+	t.link(s, kind)
+	l := t.listOf(kind, t.slots[s].class)
+	for p := t.slots[s].prev; p != noSlot && key(p) > key(s); p = t.slots[s].prev {
+		// Swap s with its predecessor p.
+		sp, ss := &t.slots[p], &t.slots[s]
+		pp, sn := sp.prev, ss.next
+		if pp != noSlot {
+			t.slots[pp].next = s
+		} else {
+			l.head = s
+		}
+		if sn != noSlot {
+			t.slots[sn].prev = p
+		} else {
+			l.tail = p
+		}
+		ss.prev, ss.next, sp.prev, sp.next = pp, p, s, sn
+	}
+}
