@@ -79,10 +79,7 @@ func (a agentSpec) resolved(c *config) agentSpec {
 	if a.graceMs == 0 {
 		a.graceMs = a.thresholdMs
 	}
-	a.comm = append([]string(nil), a.comm...)
-	a.exe = append([]string(nil), a.exe...)
-	a.cmdline = append([]string(nil), a.cmdline...)
-	return a
+	return a // the match lists are shared: nothing changes them after parsing
 }
 
 func (a *agentSpec) hasMatch() bool { return len(a.comm)+len(a.exe)+len(a.cmdline) > 0 }

@@ -22,34 +22,14 @@ var exportKindNames = [...]string{"beat", "stall", "decode", "mismatch", "evicti
 // exportKindList is exportKindNames for messages.
 const exportKindList = "beat,stall,decode,mismatch,eviction,recovery,missing,io"
 
-// kindBit is the bit of the kind named name: 1<<eventKind for the kinds the
-// observer has; a contract kind it does not emit yet gets a bit above them,
-// so that naming it is valid and costs nothing.
+// kindBit is the bit of the kind named name: 1<<eventKind.
 func kindBit(name string) (kindMask, bool) {
 	for i, n := range eventKindNames {
 		if n == name {
 			return 1 << i, true
 		}
 	}
-	extra := len(eventKindNames)
-	for _, n := range exportKindNames {
-		if !isEventKindName(n) {
-			if n == name {
-				return 1 << extra, true
-			}
-			extra++
-		}
-	}
 	return 0, false
-}
-
-func isEventKindName(s string) bool {
-	for _, n := range eventKindNames {
-		if n == s {
-			return true
-		}
-	}
-	return false
 }
 
 // has reports whether m holds kind k.

@@ -11,10 +11,9 @@ import (
 
 // procIdentity holds what a new pid is matched to agent sections by
 // (contract §9), besides its comm: the target of /proc/PID/exe and
-// /proc/PID/cmdline, into buffers the observer owns.
+// /proc/PID/cmdline (its first 1 KiB, in the reader's buffer).
 type procIdentity struct {
 	exe [4096]byte // PATH_MAX
-	cmd [4096]byte // a longer command line is matched by its first 4 KiB
 }
 
 // identity reads the exe target (when needExe) and the cmdline (when
@@ -33,31 +32,16 @@ func (p *procReader) identity(pid uint32, needExe, needCmd bool, id *procIdentit
 		}
 	}
 	if needCmd {
-		p.pathOf(pid, "cmdline")
-		fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFdcwd), uintptr(unsafe.Pointer(&p.path[0])),
-			uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
-		if e == 0 {
-			total := 0
-			for total < len(id.cmd) {
-				n, err := unix.Read(int(fd), id.cmd[total:])
-				if err == unix.EINTR {
-					continue
-				}
-				if err != nil || n <= 0 {
-					break
-				}
-				total += n
+		if n := p.read(pid, "cmdline"); n >= 0 {
+			for n > 0 && p.buf[n-1] == 0 {
+				n--
 			}
-			unix.Close(int(fd))
-			for total > 0 && id.cmd[total-1] == 0 {
-				total--
-			}
-			for i := 0; i < total; i++ {
-				if id.cmd[i] == 0 {
-					id.cmd[i] = ' '
+			for i := 0; i < n; i++ {
+				if p.buf[i] == 0 {
+					p.buf[i] = ' '
 				}
 			}
-			cmd = id.cmd[:total]
+			cmd = p.buf[:n]
 		}
 	}
 	return exe, cmd
