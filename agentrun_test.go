@@ -2,7 +2,11 @@ package main
 
 import (
 	"math/rand"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -123,4 +127,69 @@ func TestExhaustedCountsRecoveriesWithinTheWindow(t *testing.T) {
 	if never.exhausted(2) {
 		t.Fatal("max_recoveries 0 gave up")
 	}
+}
+
+// Contract §9 policy: a pid of an agent section is recovered with the
+// section's command and debounce, not the global ones; its outcomes are
+// counted for the section too.
+func TestAgentSectionRecoveryUsesItsOwnCommandAndDebounce(t *testing.T) {
+	o := newConfObserver(t, "config agent 'all'\n\toption cmdline '*'\n\toption threshold_ms '150'\n"+
+		"\toption recovery_exec '/bin/true {pid}'\n\toption recovery_debounce_ms '60000'\n",
+		"--recovery-exec", "/bin/false {pid}", "--recovery-debounce-ms", "0")
+	fd := dialObserver(t, o)
+	pid := uint32(os.Getpid())
+	a := &o.agents.agents[0]
+	for nonce := uint64(1); nonce <= 2; nonce++ {
+		sendFrame(t, fd, Frame{Status: StatusOK, Pid: pid, Nonce: nonce})
+		o.drainSocket()
+		sl := &o.tr.slots[o.tr.lookup(pid)]
+		sl.startTime = 0 // no reuse check (qemu-user fakes it per thread)
+		if o.agentOf(sl) != a {
+			t.Fatalf("this process is not in section all")
+		}
+		o.fireDeadlines(sl.lastBeat + 150_000_001)
+		if sl.stalls != nonce {
+			t.Fatalf("stall %d not surfaced at the section's 150 ms", nonce)
+		}
+	}
+	if o.rec.npending != 1 || o.rec.pending[o.rec.pendHead].cmd != a.rec || a.rec.command != "/bin/true {pid}" {
+		t.Fatalf("pending %d, command %+v; want one spawn of the section's command", o.rec.npending, o.rec.pending[o.rec.pendHead].cmd)
+	}
+	if a.recoveries[recDebounced] != 1 || o.stats.recovery[recDebounced] != 1 {
+		t.Fatalf("second stall: section debounced %d, observer %d; want 1 by the section's 60 s window",
+			a.recoveries[recDebounced], o.stats.recovery[recDebounced])
+	}
+}
+
+// agentSectionsText is a configuration of n agent sections with four
+// distinct thresholds; section k matches comm agent-k, and the last one
+// (expected, so its missing deadline is kept too) matches every cmdline.
+func agentSectionsText(n int) string {
+	var b strings.Builder
+	for k := 0; k < n-1; k++ {
+		b.WriteString("config agent 'a" + strconv.Itoa(k) + "'\n\toption comm 'agent-" + strconv.Itoa(k) + "'\n")
+		b.WriteString("\toption threshold_ms '" + strconv.Itoa(100+50*(k%4)) + "'\n")
+	}
+	b.WriteString("config agent 'all'\n\toption cmdline '*'\n\toption expected '1'\n\toption threshold_ms '150'\n")
+	return b.String()
+}
+
+// newConfObserver is newTestObserver with a --config file of text.
+func newConfObserver(t testing.TB, text string, args ...string) *observer {
+	t.Helper()
+	dir := shortTempDir(t)
+	conf := filepath.Join(dir, "c.conf")
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(append([]string{"--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100", "--config", conf}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := newObserver(cfg, quietLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.closeAll)
+	return o
 }

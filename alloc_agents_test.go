@@ -6,44 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
-
-// agentSectionsText is a configuration of n agent sections with four
-// distinct thresholds; section k matches comm agent-k, and the last one
-// (expected, so its missing deadline is kept too) matches every cmdline.
-func agentSectionsText(n int) string {
-	var b strings.Builder
-	for k := 0; k < n-1; k++ {
-		b.WriteString("config agent 'a" + strconv.Itoa(k) + "'\n\toption comm 'agent-" + strconv.Itoa(k) + "'\n")
-		b.WriteString("\toption threshold_ms '" + strconv.Itoa(100+50*(k%4)) + "'\n")
-	}
-	b.WriteString("config agent 'all'\n\toption cmdline '*'\n\toption expected '1'\n\toption threshold_ms '150'\n")
-	return b.String()
-}
-
-// newConfObserver is newTestObserver with a --config file of text.
-func newConfObserver(t testing.TB, text string, args ...string) *observer {
-	t.Helper()
-	dir := shortTempDir(t)
-	conf := filepath.Join(dir, "c.conf")
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loadConfig(append([]string{"--socket", filepath.Join(dir, "s.sock"), "--threshold-ms", "100", "--config", conf}, args...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := newObserver(cfg, quietLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.closeAll)
-	return o
-}
 
 // Contract §9 with design.md's rule: with 256 agent sections, a beat and
 // a stall of a pid that belongs to one (matched once, from this process's
