@@ -209,6 +209,7 @@ func (o *observer) setAgents(t *agentTable) {
 	for i := range t.agents {
 		a := &t.agents[i]
 		a.heapPos = -1
+		a.missing = a.missing && a.spec.expected // a section no longer expected is not missing
 		if !a.spec.expected || a.missing || tr.pids[i].beating > 0 {
 			a.missAt = 0
 			continue
