@@ -71,21 +71,20 @@ func newAgentTable(cfg *config, tr *tracker, prev *agentTable) (*agentTable, err
 			thr = append(thr, ns)
 		}
 		a.class = uint16(c)
-		var err error
-		if a.spec.recoveryExec != "" || a.spec.recoveryCmd != "" {
-			if a.rec, err = newRecoveryCommand("recovery_exec", a.spec.recoveryExec, a.spec.recoveryCmd,
-				a.spec.recoveryDebounceMs, a.spec.recoveryTimeoutMs); err != nil {
-				return nil, err
-			}
-		}
-		if a.spec.missingExec != "" {
-			if a.missCmd, err = newRecoveryCommand("missing_exec", a.spec.missingExec, "", 0, a.spec.recoveryTimeoutMs); err != nil {
-				return nil, err
-			}
-		}
-		if a.spec.giveUpExec != "" {
-			if a.giveUpCmd, err = newRecoveryCommand("give_up_exec", a.spec.giveUpExec, "", 0, a.spec.recoveryTimeoutMs); err != nil {
-				return nil, err
+		for _, c := range [...]struct {
+			dst       **recoveryCommand
+			exec, cmd string
+			debounce  int64
+		}{
+			{&a.rec, a.spec.recoveryExec, a.spec.recoveryCmd, a.spec.recoveryDebounceMs},
+			{&a.missCmd, a.spec.missingExec, "", 0},
+			{&a.giveUpCmd, a.spec.giveUpExec, "", 0},
+		} {
+			if c.exec != "" || c.cmd != "" {
+				var err error
+				if *c.dst, err = newRecoveryCommand(a.spec.name, c.exec, c.cmd, c.debounce, a.spec.recoveryTimeoutMs); err != nil {
+					return nil, err
+				}
 			}
 		}
 		a.recent = make([]int64, max(a.spec.maxRecoveries, 1))

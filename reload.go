@@ -114,17 +114,15 @@ func (o *observer) applyRecovery(cfg *config) error {
 // old at the sections of the same name in t (0 when gone).
 func (r *recoverer) remapAgents(old, t *agentTable) {
 	r.agents = t
-	remap := func(a uint16) uint16 {
-		if a == 0 || old == nil || t == nil {
-			return 0
+	for i := 0; i < r.n+r.npending; i++ {
+		a := &r.children[min(i, maxRecoveryChildren-1)].agent
+		if i >= r.n {
+			a = &r.pending[(r.pendHead+i-r.n)%maxRecoveryChildren].agent
 		}
-		return uint16(t.index(old.agents[a-1].spec.name) + 1)
-	}
-	for i := 0; i < r.n; i++ {
-		r.children[i].agent = remap(r.children[i].agent)
-	}
-	for i := 0; i < r.npending; i++ {
-		p := &r.pending[(r.pendHead+i)%maxRecoveryChildren]
-		p.agent = remap(p.agent)
+		if *a != 0 && old != nil && t != nil {
+			*a = uint16(t.index(old.agents[*a-1].spec.name) + 1)
+		} else {
+			*a = 0
+		}
 	}
 }
