@@ -27,6 +27,11 @@ var agentFamilies = [...]family{
 	{"varta_agent_threshold_seconds", "gauge", "Stall threshold of the agent section."},
 }
 
+var reloadFamilies = [...]family{
+	{"varta_config_last_reload_successful", "gauge", "1 when the last load of the --config file succeeded."},
+	{"varta_config_last_reload_success_timestamp_seconds", "gauge", "Unix time of the last successful load of the --config file."},
+}
+
 // appendAgentFamily appends the agent families from position pos (family
 // pos>>9, from its agent pos&511; after them the reload gauges) up to
 // about promOutChunk bytes, and returns the next position, -1 when all are
@@ -54,13 +59,19 @@ func (p *promServer) appendAgentFamily(b []byte, pos int) ([]byte, int) {
 	if t != nil && pos>>9 < len(agentFamilies) {
 		return b, pos
 	}
-	if m.configured {
-		b = appendFamily(b, "varta_config_last_reload_successful", "gauge", "1 when the last load of the --config file succeeded.")
-		b = appendSample(b, "varta_config_last_reload_successful", b2u(m.reloadOK))
-		const ts = "varta_config_last_reload_success_timestamp_seconds"
-		b = appendFamily(b, ts, "gauge", "Unix time of the last successful load of the --config file.")
-		b = append(b, ts+" "...)
-		b = appendDecimal(b, m.reloadWallNs/1_000_000, 3)
+	for i := range reloadFamilies {
+		if !m.configured {
+			break
+		}
+		f := &reloadFamilies[i]
+		b = appendFamily(b, f.name, f.typ, f.help)
+		b = append(b, f.name...)
+		b = append(b, ' ')
+		if i == 0 {
+			b = appendDecimal(b, int64(b2u(m.reloadOK)), 0)
+		} else {
+			b = appendDecimal(b, m.reloadWallNs/1_000_000, 3)
+		}
 		b = append(b, '\n')
 	}
 	return b, -1
