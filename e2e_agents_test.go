@@ -477,3 +477,40 @@ func metricValueOr(body, series string) float64 {
 	fmt.Sscan(v, &f)
 	return f
 }
+
+// Contract §9 reload: a changed export_file takes effect at the reload:
+// the old file is flushed and closed, the next rows go to the new one.
+// (The harness passes --export-file, which would win over the file: this
+// observer is started without it.)
+func TestE2EReloadMovesTheEventFile(t *testing.T) {
+	binaries(t)
+	dir := shortTempDir(t)
+	first, second := filepath.Join(dir, "first.tsv"), filepath.Join(dir, "second.tsv")
+	conf := writeConfFile(t, dir, "config varta-watch 'main'\n\toption export_file '"+first+"'\n")
+	sock := filepath.Join(dir, "s.sock")
+	cmd := exec.Command(observerBin, "--socket", sock, "--threshold-ms", "200", "--config", conf)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitFor(t, 10*time.Second, "the socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	rows := func(path string) []tsvEvent { b, _ := os.ReadFile(path); return parseEvents(t, b) }
+	a := runAgent(t, sock, "--interval-ms", "10", "--count", "3")
+	waitFor(t, 10*time.Second, "the first agent's stall in the first file", func() bool { return countEvents(rows(first), "stall", a.pid) == 1 })
+	writeConfFile(t, dir, "config varta-watch 'main'\n\toption export_file '"+second+"'\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(stderr.String(), "configuration reloaded") })
+	b := runAgent(t, sock, "--interval-ms", "10", "--count", "3")
+	waitFor(t, 10*time.Second, "the second agent's stall in the second file", func() bool { return countEvents(rows(second), "stall", b.pid) == 1 })
+	if n := countEvents(rows(first), "beat", b.pid); n != 0 {
+		t.Errorf("%d beat rows of the second agent in the old file", n)
+	}
+	if n := countEvents(rows(second), "beat", b.pid); n != 3 {
+		t.Errorf("%d beat rows of the second agent in the new file, want 3", n)
+	}
+	if !strings.Contains(stderr.String(), "event file changed") {
+		t.Errorf("no log line for the change:\n%s", stderr.String())
+	}
+}

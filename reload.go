@@ -5,8 +5,10 @@ package main
 // the threshold, the recovery commands, the event kinds, the per-pid
 // series and the agent sections in place. Tracked pids keep their state
 // (beats, nonces, stalls) and are matched again to the new sections.
-// The socket, the listener and the event file are kept as they are: an
-// option that would change them is logged as taking effect at a restart.
+// A changed event file is opened (a failure fails the reload) and the old
+// one flushed and closed. The socket and the listener are kept as they
+// are: an option that would change them is logged as taking effect at a
+// restart.
 
 import "time"
 
@@ -18,8 +20,6 @@ func restartOption(a, b *config) string {
 		return "socket"
 	case a.trackerCapacity != b.trackerCapacity:
 		return "tracker_capacity"
-	case a.exportFile != b.exportFile || a.exportMaxBytes != b.exportMaxBytes || a.exportKeep != b.exportKeep:
-		return "export_file"
 	case a.promAddr != b.promAddr || a.promTokenFile != b.promTokenFile || a.promRate != b.promRate || a.promBurst != b.promBurst:
 		return "prom_addr"
 	case a.hwWatchdog != b.hwWatchdog:
@@ -45,8 +45,14 @@ func (o *observer) reload(now int64) {
 		cfg = o.cfg
 		cfg.thresholdMs, cfg.exportKinds, cfg.promPidSeries, cfg.agents = keep.thresholdMs, keep.exportKinds, keep.promPidSeries, keep.agents
 		cfg.recoveryCmd, cfg.recoveryExec = keep.recoveryCmd, keep.recoveryExec
+		cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep = keep.exportFile, keep.exportMaxBytes, keep.exportKeep
 		cfg.recoveryDebounceMs, cfg.recoveryTimeoutMs, cfg.shutdownGraceMs = keep.recoveryDebounceMs, keep.recoveryTimeoutMs, keep.shutdownGraceMs
 		err = o.applyRecovery(&cfg)
+	}
+	var events *eventFile
+	eventsChanged := cfg.exportFile != o.cfg.exportFile || cfg.exportMaxBytes != o.cfg.exportMaxBytes || cfg.exportKeep != o.cfg.exportKeep
+	if err == nil && eventsChanged && cfg.exportFile != "" {
+		events, err = openEventFile(cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep, o.log, &o.stats)
 	}
 	if err == nil {
 		thr := o.tr.thr
@@ -60,6 +66,9 @@ func (o *observer) reload(now int64) {
 		}
 	}
 	if err != nil {
+		if events != nil {
+			events.close()
+		}
 		o.am.reloadOK = false
 		o.log.error("configuration reload failed; the running configuration is kept", fStr("err", err.Error()))
 		return
@@ -68,6 +77,9 @@ func (o *observer) reload(now int64) {
 	o.cfg = cfg
 	o.threshold = cfg.thresholdMs * 1_000_000
 	o.retireAfter = retireFactor * o.threshold
+	if eventsChanged {
+		o.swapEvents(events)
+	}
 	if o.events != nil {
 		o.events.kinds = cfg.exportKinds
 	}
@@ -125,4 +137,20 @@ func (r *recoverer) remapAgents(old, t *agentTable) {
 			*a = 0
 		}
 	}
+}
+
+// swapEvents makes ev (nil: none) the event file of the observer and its
+// parts, flushing and closing the one before.
+func (o *observer) swapEvents(ev *eventFile) {
+	if o.events != nil {
+		o.events.close()
+	}
+	o.events, o.env.events = ev, ev
+	if o.prom != nil {
+		o.prom.env.events = ev
+	}
+	if o.rec != nil {
+		o.rec.env.events = ev
+	}
+	o.log.info("event file changed", fStr("path", o.cfg.exportFile))
 }
