@@ -371,8 +371,14 @@ config agent 'flappy'
 		t.Errorf("recovery rows of the second stall %q, want gave_up refused", got)
 	}
 	waitFor(t, 5*time.Second, "the refusal in the log", func() bool { return strings.Contains(p.stderr.String(), "give_up_exec refused") })
-	if !strings.Contains(p.stderr.String(), "uptime_s=10") {
-		t.Errorf("the refusal does not give the namespace's uptime of about 100 s:\n%s", p.stderr.String())
+	var upS int
+	if _, rest, ok := strings.Cut(p.stderr.String(), "give_up_exec refused"); ok {
+		if _, v, ok := strings.Cut(rest, "uptime_s="); ok {
+			fmt.Sscan(v, &upS)
+		}
+	}
+	if upS < 100 || upS >= 900 {
+		t.Errorf("the refusal gives uptime_s=%d, want the namespace's 100 s and a bit:\n%s", upS, p.stderr.String())
 	}
 	if n := lineCount(giveLog); n != 0 {
 		t.Errorf("give_up_exec ran %d times at an uptime of 100 s", n)
@@ -411,9 +417,7 @@ func TestE2EReloadAppliesNewThresholdToTrackedPid(t *testing.T) {
 	if strings.Contains(body, `agent="worker"`) {
 		t.Errorf("the removed section's series are still there")
 	}
-	if !strings.Contains(p.stderr.String(), "configuration reloaded") {
-		t.Errorf("no log line for the reload:\n%s", p.stderr.String())
-	}
+	waitFor(t, 5*time.Second, "the reload's log line", func() bool { return strings.Contains(p.stderr.String(), "configuration reloaded") })
 	// The agent hangs after 100 beats (2 s): the stall comes 300 ms after
 	// its last beat, not 5 s; the reopened file has it, and no second beat
 	// row with a reset nonce.
@@ -510,7 +514,5 @@ func TestE2EReloadMovesTheEventFile(t *testing.T) {
 	if n := countEvents(rows(second), "beat", b.pid); n != 3 {
 		t.Errorf("%d beat rows of the second agent in the new file, want 3", n)
 	}
-	if !strings.Contains(stderr.String(), "event file changed") {
-		t.Errorf("no log line for the change:\n%s", stderr.String())
-	}
+	waitFor(t, 5*time.Second, "the change's log line", func() bool { return strings.Contains(stderr.String(), "event file changed") })
 }
