@@ -125,7 +125,7 @@ func (o *observer) track(pid, inner uint32, f *Frame, at, now int64) {
 		// A pid that comes back after a stall or a silence past the
 		// threshold may be a new process that got the old one's pid and
 		// starts at a higher nonce: rare, so /proc is read every time.
-		if (sl.list != slotActive || at-sl.lastBeat >= o.threshold) && sl.startTime != 0 {
+		if (sl.list != slotActive || at-sl.lastBeat >= tr.threshold(sl)) && sl.startTime != 0 {
 			if st := o.proc.startTime(pid); st != 0 && st != sl.startTime {
 				o.restart(s, st, at)
 			}
@@ -157,8 +157,8 @@ func (o *observer) track(pid, inner uint32, f *Frame, at, now int64) {
 // name afresh.
 func (o *observer) restart(s int32, st uint64, at int64) {
 	sl := &o.tr.slots[s]
-	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
-		o.stall(s, sl.lastBeat+o.threshold, sl.lastBeat+o.threshold, at)
+	if thr := o.tr.threshold(sl); sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= thr {
+		o.stall(s, sl.lastBeat+thr, sl.lastBeat+thr, at)
 	}
 	sl.beats, sl.stalls, sl.lastRecov, sl.nonce, sl.innerPid = 0, 0, 0, 0, 0
 	o.identify(s, st)
@@ -170,17 +170,20 @@ func (o *observer) identify(s int32, startTime uint64) {
 	sl := &o.tr.slots[s]
 	sl.startTime = startTime
 	sl.commLen = o.proc.comm(sl.pid, &sl.comm)
+	if o.agents != nil {
+		o.rematch(s)
+	}
 }
 
 func (o *observer) accept(s int32, inner uint32, f *Frame, at, now int64) {
 	sl := &o.tr.slots[s]
-	if sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= o.threshold {
+	if thr := o.tr.threshold(sl); sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= thr {
 		// The pid was silent past its deadline, but the loop reached the
 		// beat before the deadline fired (it was descheduled, or served a
 		// long step): surface the stall it owes first, or the silence
 		// would go unreported. Its row is stamped with the deadline, so it
 		// comes before the beat's in time as in the file.
-		o.stall(s, sl.lastBeat+o.threshold, sl.lastBeat+o.threshold, now)
+		o.stall(s, sl.lastBeat+thr, sl.lastBeat+thr, now)
 	}
 	sl.innerPid = inner
 	sl.nonce = f.Nonce
@@ -188,6 +191,9 @@ func (o *observer) accept(s int32, inner uint32, f *Frame, at, now int64) {
 	sl.beats++
 	sl.lastBeat = max(at, sl.lastBeat)
 	o.tr.moveTo(s, slotActive)
+	if sl.agent != 0 {
+		o.agentBeat(o.agentOf(sl), at)
+	}
 	o.stats.beatsAccepted++
 	o.emit(&event{ns: sl.lastBeat, kind: evBeat, pid: sl.pid, hasNonce: true, nonce: f.Nonce,
 		status: f.Status.String(), hasPayloadNum: true, payloadNum: f.Payload}, now)
@@ -199,7 +205,7 @@ func (o *observer) evictForCapacity(now int64) bool {
 	s := o.tr.stalledOld.head
 	if s == noSlot {
 		s = o.tr.stalled.head
-		if s == noSlot || now-o.tr.slots[s].lastBeat <= o.retireAfter {
+		if s == noSlot || now <= o.tr.slots[s].nextCheck {
 			return false
 		}
 	}
@@ -231,33 +237,29 @@ func (o *observer) judgeDeadlines(now int64) {
 		judged = o.judgedTo(now)
 	}
 	for i := 0; i < stallBudget; i++ {
-		s := tr.active.head
-		if s == noSlot {
-			break
-		}
-		sl := &tr.slots[s]
-		deadline := sl.lastBeat + o.threshold
-		if deadline > judged {
+		s, deadline := tr.nearestActive()
+		if s == noSlot || deadline > judged {
 			break
 		}
 		o.stall(s, deadline, judged, now)
 	}
 	for i := 0; i < livenessBudget; i++ {
 		s := tr.stalled.head
-		if s == noSlot || tr.slots[s].lastBeat+o.retireAfter > judged {
+		if s == noSlot || tr.slots[s].nextCheck > judged {
 			s = tr.stalledOld.head
 			if s == noSlot || tr.slots[s].nextCheck > judged {
 				break
 			}
 		}
 		if o.proc.alive(tr.slots[s].pid) {
-			tr.slots[s].nextCheck = judged + o.retireAfter
+			tr.slots[s].nextCheck = judged + retireFactor*tr.threshold(&tr.slots[s])
 			tr.moveTo(s, slotStalledOld)
 			continue
 		}
 		o.stats.evictedRetired++
 		o.evict(s, "retired", judged)
 	}
+	o.judgeMissing(judged, now)
 }
 
 // stall surfaces one stall, at most once per silence: the slot leaves the
@@ -267,12 +269,19 @@ func (o *observer) stall(s int32, deadline, at, now int64) {
 	sl := &o.tr.slots[s]
 	sl.status = StatusStall
 	sl.stalls++
+	// Its first liveness check: silent for retireFactor × its threshold.
+	// Pids of different thresholds share the stalled list, ordered by
+	// when they stalled, so a check may come later by at most the
+	// difference of two thresholds.
+	sl.nextCheck = sl.lastBeat + retireFactor*o.tr.threshold(sl)
 	o.tr.moveTo(s, slotStalled)
 	o.stats.stallDelay.observe(now - deadline)
 	o.emit(&event{ns: at, kind: evStall, pid: sl.pid, hasNonce: true, nonce: sl.nonce, status: "stall"}, now)
 	o.log.warn("agent stalled", fInt("pid", int64(sl.pid)), fInt("silent_ms", (at-sl.lastBeat)/1_000_000),
 		fStr("comm", commString(sl)))
-	if o.rec != nil {
+	if a := o.agentOf(sl); a != nil {
+		o.agentStall(a, sl, now)
+	} else if o.rec != nil {
 		o.rec.onStall(sl, now)
 	}
 }

@@ -61,16 +61,21 @@ func BenchmarkStallPrecision(b *testing.B) {
 		b.Skip("sending as other pids needs CAP_SYS_ADMIN")
 	}
 	for _, agents := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) { benchStallPrecision(b, agents) })
+		b.Run(fmt.Sprintf("agents=%d", agents), func(b *testing.B) { benchStallPrecision(b, agents, 1) })
 	}
+	// Contract §9: four agent sections of different thresholds, matched
+	// by the sleepers' command lines, one deadline list each.
+	b.Run("agents=4096/thresholds=4", func(b *testing.B) { benchStallPrecision(b, 4096, 4) })
 }
 
 // precisionVictimEvery is how often another agent goes silent: one stall
 // per op, after the first.
 const precisionVictimEvery = 5 * time.Millisecond
 
-// sleepers starts n `sleep` processes whose pids the sender borrows.
-func sleepers(b *testing.B, n int) []uint32 {
+// sleepers starts n `sleep` processes whose pids the sender borrows; with
+// classes > 1, sleeper i runs `sleep 60<i%classes>`, so an agent section
+// can tell the classes apart by their command lines.
+func sleepers(b *testing.B, n, classes int) []uint32 {
 	b.Helper()
 	pids := make([]uint32, n)
 	cmds := make([]*exec.Cmd, n)
@@ -84,6 +89,9 @@ func sleepers(b *testing.B, n int) []uint32 {
 	})
 	for i := range cmds {
 		c := exec.Command("sleep", "600")
+		if classes > 1 {
+			c = exec.Command("sleep", "60"+strconv.Itoa(i%classes))
+		}
 		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := c.Start(); err != nil {
 			b.Fatalf("start sleep %d: %v", i, err)
@@ -93,17 +101,34 @@ func sleepers(b *testing.B, n int) []uint32 {
 	return pids
 }
 
-func benchStallPrecision(b *testing.B, agents int) {
+func benchStallPrecision(b *testing.B, agents, classes int) {
 	// Each agent beats every 50 ms, or every 100 ms at 1000 agents, to stay
 	// near 10 000 beats a second (sender and observer share this process
 	// and its cores); the threshold is four beat intervals, and a victim
 	// stays silent two intervals longer, so each one stalls once.
-	beatEvery := max(50*time.Millisecond, time.Duration(agents)*100*time.Microsecond)
+	beatEvery := max(50*time.Millisecond, time.Duration(agents)*100*time.Microsecond).Truncate(2 * time.Millisecond)
 	threshold := 4 * beatEvery
-	silence := threshold + 2*beatEvery
-	pids := sleepers(b, agents)
+	// Class k (the sleepers i with i%classes == k) has threshold
+	// threshold·(2+k)/2; a victim's silence outlasts its own.
+	thresholdOf := func(i int) time.Duration { return threshold * time.Duration(2+i%classes) / 2 }
+	if classes == 1 {
+		thresholdOf = func(int) time.Duration { return threshold }
+	}
+	pids := sleepers(b, agents, classes)
 	events := filepath.Join(shortTempDir(b), "e.tsv")
-	o := newTestObserver(b, "--threshold-ms", strconv.Itoa(int(threshold.Milliseconds())), "--export-file", events)
+	args := []string{"--threshold-ms", strconv.Itoa(int(threshold.Milliseconds())), "--export-file", events,
+		"--tracker-capacity", strconv.Itoa(max(4096, agents))}
+	var o *observer
+	if classes > 1 {
+		conf := ""
+		for k := 0; k < classes; k++ {
+			conf += fmt.Sprintf("config agent 'c%d'\n\toption cmdline 'sleep 60%d'\n\toption threshold_ms '%d'\n",
+				k, k, thresholdOf(k).Milliseconds())
+		}
+		o = newConfObserver(b, conf, args...)
+	} else {
+		o = newTestObserver(b, args...)
+	}
 	client, err := vlpclient.Dial(o.cfg.socket)
 	if err != nil {
 		b.Fatal(err)
@@ -135,7 +160,7 @@ func benchStallPrecision(b *testing.B, agents int) {
 					nextVictim = now
 				}
 				for ; nextVictim <= now; nextVictim += int64(precisionVictimEvery) {
-					silentTo[v] = now + int64(silence)
+					silentTo[v] = now + int64(thresholdOf(v)+2*beatEvery)
 					v = (v + 1) % agents
 				}
 			}
@@ -218,9 +243,12 @@ func benchStallPrecision(b *testing.B, agents int) {
 	evs := parseEvents(b, data)
 	beatAt := make(map[string]int64, len(evs))
 	victim := make(map[string]bool)
+	thresholdOfPid := make(map[string]int64)
 	for i, t := range silentTo {
+		pid := strconv.FormatUint(uint64(pids[i]), 10)
+		thresholdOfPid[pid] = int64(thresholdOf(i))
 		if t != 0 {
-			victim[strconv.FormatUint(uint64(pids[i]), 10)] = true
+			victim[pid] = true
 		}
 	}
 	falseStalls := 0
@@ -235,7 +263,7 @@ func benchStallPrecision(b *testing.B, agents int) {
 			if !ok {
 				b.Fatalf("stall %q names no beat", e.line)
 			}
-			deadline := last + int64(threshold)
+			deadline := last + thresholdOfPid[e.pid]
 			if e.ns < deadline {
 				b.Fatalf("stall row stamped %v before its deadline: %q", time.Duration(deadline-e.ns), e.line)
 			}

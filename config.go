@@ -33,6 +33,12 @@ type config struct {
 	shutdownAfterSecs int64
 	logJSON           bool
 
+	// Contract §9 and its rows of §2.
+	configPath    string    // --config: the file the rest came from
+	exportKinds   kindMask  // --export-file-kinds: the kinds written to the event file
+	promPidSeries bool      // --prom-pid-series
+	agents        *agentSet // the file's agent sections, resolved; nil without --config
+
 	showVersion bool
 	showHelp    bool
 }
@@ -46,6 +52,8 @@ func defaultConfig() config {
 		promBurst:          10,
 		recoveryDebounceMs: 1000,
 		shutdownGraceMs:    5000,
+		exportKinds:        allKinds,
+		promPidSeries:      true,
 	}
 }
 
@@ -71,6 +79,9 @@ Event file (TSV):
   --export-file PATH             append one line per event
   --export-file-max-bytes N      rotate past N bytes: PATH -> PATH.1 -> ... (default off)
   --export-file-keep N           rotated generations kept (default 5)
+  --export-file-kinds LIST       the kinds written, comma-separated, of beat, stall,
+                                 decode, mismatch, eviction, recovery, missing, io
+                                 (default all; metrics count every event regardless)
 
 Prometheus:
   --prom-addr HOST:PORT          serve GET /metrics (port 0 picks a free port; the
@@ -78,12 +89,18 @@ Prometheus:
   --prom-token-file PATH         require "Authorization: Bearer <token>"
   --prom-rate-limit-per-sec N    scrapes per second per client IP (default 0 = off)
   --prom-rate-limit-burst N      token bucket size (default 10; 0 = off)
+  --prom-pid-series on|off       the per-pid series in /metrics (default on)
 
 Recovery:
   --recovery-cmd TEMPLATE        run /bin/sh -c TEMPLATE on each stall ({pid} replaced)
   --recovery-exec CMD            run CMD without a shell, split on spaces ({pid} replaced)
   --recovery-debounce-ms MS      at most one recovery per pid per window (default 1000)
   --recovery-timeout-ms MS       SIGKILL a recovery child running longer (default off)
+
+Configuration file:
+  --config PATH                  agents by name and any flag as an option, in
+                                 UCI syntax (README); a flag given here wins;
+                                 SIGHUP reloads it
 
 Lifecycle:
   --shutdown-grace-ms MS         wait for killed recovery children at exit (default 5000)
@@ -115,7 +132,7 @@ func parseIntFlag(name, v string, lo, hi int64) (int64, error) {
 		if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
 			return 0, flagErrorf("%s: %q is out of range (%d..%d)", name, v, lo, hi)
 		}
-		return 0, flagErrorf("%s: %q is not a whole number", name, v)
+		return 0, flagErrorf("%s: %q is not a whole number (%d..%d)", name, v, lo, hi)
 	}
 	if n < lo || n > hi {
 		return 0, flagErrorf("%s: %d is out of range (%d..%d)", name, n, lo, hi)
@@ -218,22 +235,58 @@ var flagSpecs = map[string]flagSpec{
 		}
 		return nil
 	}},
+	"config": {set: func(c *config, n, v string) error { c.configPath = v; return nonEmpty(n, v) }},
+	"export-file-kinds": {set: func(c *config, n, v string) (err error) {
+		c.exportKinds, err = parseKinds(n, v)
+		return
+	}},
+	"prom-pid-series": {set: func(c *config, n, v string) (err error) {
+		c.promPidSeries, err = parseUCIBool(n, v)
+		return
+	}},
 	"version": {noValue: true, set: func(c *config, n, v string) error { c.showVersion = true; return nil }},
 	"help":    {noValue: true, set: func(c *config, n, v string) error { c.showHelp = true; return nil }},
 }
 
-// parseArgs parses the command line (without the program name). Flags take
-// "--flag value" or "--flag=value"; a single dash is accepted as well.
+// parseArgs parses the command line alone (without the program name) into
+// a validated config, reading no file: loadConfig is parseArgs with the
+// --config file.
 func parseArgs(args []string) (config, error) {
+	cl, err := parseCommandLine(args)
+	if err != nil {
+		return cl.partial, err
+	}
+	return effectiveConfig(cl, nil)
+}
+
+// cmdFlag is one flag as given on the command line.
+type cmdFlag struct{ name, flag, value string }
+
+// commandLine is the parsed command line, kept so that the configuration
+// file can be merged under it again at every reload.
+type commandLine struct {
+	flags []cmdFlag
+	given map[string]bool // flag names given
+	path  string          // --config
+
+	partial config // the flags up to a mistake (--log-format for its message)
+}
+
+// parseCommandLine checks the syntax and every value of the command line.
+// Flags take "--flag value" or "--flag=value"; a single dash is accepted as
+// well.
+func parseCommandLine(args []string) (*commandLine, error) {
+	cl := &commandLine{given: map[string]bool{}}
 	c := defaultConfig()
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "-h" {
-			c.showHelp = true
+			cl.flags = append(cl.flags, cmdFlag{name: "help", flag: "--help"})
+			cl.given["help"] = true
 			continue
 		}
 		if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
-			return c, flagErrorf("unexpected argument %q (flags start with --)", a)
+			return cl.fail(&c, flagErrorf("unexpected argument %q (flags start with --)", a))
 		}
 		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
 		value, hasValue := "", false
@@ -242,28 +295,33 @@ func parseArgs(args []string) (config, error) {
 		}
 		spec, ok := flagSpecs[name]
 		if !ok {
-			return c, flagErrorf("unknown flag --%s", name)
+			return cl.fail(&c, flagErrorf("unknown flag --%s", name))
 		}
 		flag := "--" + name
 		if spec.noValue {
 			if hasValue {
-				return c, flagErrorf("%s takes no value", flag)
+				return cl.fail(&c, flagErrorf("%s takes no value", flag))
 			}
 		} else if !hasValue {
 			if i+1 >= len(args) {
-				return c, flagErrorf("%s needs a value", flag)
+				return cl.fail(&c, flagErrorf("%s needs a value", flag))
 			}
 			i++
 			value = args[i]
 		}
 		if err := spec.set(&c, flag, value); err != nil {
-			return c, err
+			return cl.fail(&c, err)
 		}
+		cl.flags = append(cl.flags, cmdFlag{name: name, flag: flag, value: value})
+		cl.given[name] = true
 	}
-	if c.showHelp || c.showVersion {
-		return c, nil
-	}
-	return c, c.validate()
+	cl.path = c.configPath
+	return cl, nil
+}
+
+func (cl *commandLine) fail(c *config, err error) (*commandLine, error) {
+	cl.partial = *c
+	return cl, err
 }
 
 func (c *config) validate() error {

@@ -24,6 +24,7 @@ func FuzzParseArgs(f *testing.F) {
 	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=router1:9100")
 	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=[::ffff:127.0.0.1]:0")
 	f.Add("--socket=/s\x00--threshold-ms=10\x00--prom-addr=[1:2:3:4:5:6:1.2.3.4]:65535\x00--prom-addr=localhost:1")
+	f.Add("--socket=/s\x00--threshold-ms=10\x00--export-file-kinds=stall, missing,io\x00--prom-pid-series=no\x00--config=/c")
 	f.Fuzz(func(t *testing.T, line string) {
 		var args []string
 		if line != "" {
@@ -133,6 +134,13 @@ func renderArgs(c *config) []string {
 		a = append(a, "--log-format=json")
 	} else {
 		a = append(a, "--log-format=text")
+	}
+	str("config", c.configPath)
+	if c.exportKinds != allKinds {
+		a = append(a, "--export-file-kinds="+kindsString(c.exportKinds))
+	}
+	if !c.promPidSeries {
+		a = append(a, "--prom-pid-series=off")
 	}
 	if c.showVersion {
 		a = append(a, "--version")

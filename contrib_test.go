@@ -164,6 +164,13 @@ func uciOptions(t *testing.T, text string) map[string]string {
 
 func runOpenWrtInit(t *testing.T, uci string) string {
 	t.Helper()
+	return runOpenWrtInitFile(t, uci, "")
+}
+
+// runOpenWrtInitFile is runOpenWrtInit with the UCI text also written to
+// the file the script hands the observer (--config), when file is set.
+func runOpenWrtInitFile(t *testing.T, uci, file string) string {
+	t.Helper()
 	shell := []string{"sh"}
 	if _, err := exec.LookPath("busybox"); err == nil {
 		shell = []string{"busybox", "sh"} // OpenWrt's shell is BusyBox ash
@@ -173,7 +180,13 @@ func runOpenWrtInit(t *testing.T, uci string) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(shell[0], append(shell[1:], harness, "contrib/openwrt/varta-watch.init")...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "VARTA_CONFIG_FILE=/nonexistent/varta-watch"}
+	if file != "" {
+		if err := os.WriteFile(file, []byte(uci), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env[1] = "VARTA_CONFIG_FILE=" + file
+	}
 	for k, v := range uciOptions(t, uci) {
 		cmd.Env = append(cmd.Env, "CONFIG_main_"+k+"="+v)
 	}
@@ -302,6 +315,44 @@ func TestOpenWrtInitHeaderExample(t *testing.T) {
 	}
 }
 
+// TestOpenWrtInitHandsTheFileToTheObserver: with /etc/config/varta-watch
+// present the script passes --config and a flag only for what the file
+// leaves unset (a flag wins over the file, also at a reload, so a flag
+// for a value the file sets would pin it); the command line it builds,
+// with that file, is one the observer accepts, with the file's values.
+func TestOpenWrtInitHandsTheFileToTheObserver(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "varta-watch")
+	uci := "config varta-watch 'main'\n\toption threshold_ms '500'\n\toption export_file 'off'\n\toption prom_addr '192.168.1.1:9200'\n" +
+		"\nconfig agent 'dnsmasq'\n\toption comm 'dnsmasq'\n"
+	out := runOpenWrtInitFile(t, uci, file)
+	want := "[/usr/bin/varta-watch] [--config] [" + file + "] [--socket] [/var/run/varta/varta.sock] [--socket-mode] [0660]"
+	if got := procdCommand(out); got != want {
+		t.Errorf("command:\n got %s\nwant %s", got, want)
+	}
+	if !strings.Contains(out, "set file ["+file+"]") {
+		t.Errorf("procd does not watch the file:\n%s", out)
+	}
+	args := strings.Fields(strings.NewReplacer("[", "", "]", "").Replace(procdCommand(out)))[1:]
+	c, err := loadConfig(args)
+	if err != nil {
+		t.Fatalf("the observer refuses the script's command line %q: %v", args, err)
+	}
+	if c.thresholdMs != 500 || c.exportFile != "" || c.promAddr != "192.168.1.1:9200" || len(c.agents.specs) != 1 {
+		t.Errorf("config from the script's command line: threshold %d, export file %q, prom %q, %d agents",
+			c.thresholdMs, c.exportFile, c.promAddr, len(c.agents.specs))
+	}
+	// The shipped file: every option the script would pass is set there,
+	// so the command line is --config and the defaults it leaves unset.
+	shipped, err := os.ReadFile("contrib/package/openwrt.config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = runOpenWrtInitFile(t, string(shipped), file)
+	if _, err := loadConfig(strings.Fields(strings.NewReplacer("[", "", "]", "").Replace(procdCommand(out)))[1:]); err != nil {
+		t.Errorf("with the shipped /etc/config/varta-watch the observer refuses the command line: %v", err)
+	}
+}
+
 func TestOpenWrtInitDisabled(t *testing.T) {
 	for _, v := range []string{"0", "off", "no"} {
 		out := runOpenWrtInit(t, "config varta-watch 'main'\n\toption enabled '"+v+"'\n")
@@ -385,6 +436,11 @@ func TestSysvinitScript(t *testing.T) {
 			dir := t.TempDir()
 			record := filepath.Join(dir, "record")
 			socket := filepath.Join(dir, "run dir", "it's.sock") // quoting must survive
+			conf := filepath.Join(dir, "conf dir", "varta-watch.conf")
+			os.MkdirAll(filepath.Dir(conf), 0o755)
+			if err := os.WriteFile(conf, []byte("config agent 'a'\n\toption comm 'a'\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			env := []string{
 				"DAEMON=" + self,
 				"PIDFILE=" + filepath.Join(dir, "pid", "varta-watch.pid"),
@@ -396,6 +452,7 @@ func TestSysvinitScript(t *testing.T) {
 				"VARTA_EXTRA_ARGS=--hw-watchdog /dev/null --log-format json",
 				"STOP_TIMEOUT=5",
 				"VARTA_TEST_FAKE_DAEMON=" + record,
+				"VARTA_CONFIG=" + conf, // exists: passed with --config first
 			}
 			run := func(action string, wantCode int) string {
 				t.Helper()
@@ -434,7 +491,7 @@ func TestSysvinitScript(t *testing.T) {
 			if out := run("status", 0); !strings.Contains(out, "running (pid") {
 				t.Errorf("status: %q", out)
 			}
-			waitRecord("args --socket|" + socket + "|--socket-mode|0660|--threshold-ms|2000|--export-file|" +
+			waitRecord("args --config|" + conf + "|--socket|" + socket + "|--socket-mode|0660|--threshold-ms|2000|--export-file|" +
 				filepath.Join(dir, "events", "events.tsv") + "|--export-file-max-bytes|1048576|--prom-addr|127.0.0.1:9100|" +
 				"--recovery-exec|/usr/sbin/restart-agent --pid {pid} --why=it's  stalled|--hw-watchdog|/dev/null|--log-format|json\n")
 			if _, err := os.Stat(filepath.Dir(socket)); err != nil {

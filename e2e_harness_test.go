@@ -19,6 +19,8 @@ package main
 //	e2e_recovery_test.go   §7 recovery
 //	e2e_lifecycle_test.go  §8 signals, sd_notify, hardware watchdog, logs
 //	e2e_signals_test.go    §8: SIGPIPE, closed streams, SIGQUIT
+//	e2e_config_test.go     §9 the configuration file: errors, main section
+//	e2e_agents_test.go     §9 agents by name: matching, thresholds, missing, escalation, reload
 //	e2e_qemu_test.go       the ARM and MIPS builds under qemu-user
 
 import (

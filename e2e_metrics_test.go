@@ -24,7 +24,7 @@ func TestE2EPromtoolPassesOnLiveScrape(t *testing.T) {
 	body := waitScrape(t, p, 5*time.Second, "the agent's series", func(b string) bool {
 		return sampleValue(b, `varta_status{pid="`+a.pid+`"}`) == "1"
 	})
-	if v := sampleValue(body, `varta_agent_info{pid="`+a.pid+`",comm="varta-agent"}`); v != "1" {
+	if v := sampleValue(body, `varta_agent_info{pid="`+a.pid+`",comm="varta-agent",agent=""}`); v != "1" {
 		t.Errorf("varta_agent_info for the agent: %q", v)
 	}
 	r, err := httpDo(t, "GET", p.promAddr, "/metrics", nil)

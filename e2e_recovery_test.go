@@ -96,7 +96,7 @@ func assertNoZombies(t *testing.T, p *observerProc) {
 // is exactly the seven outcomes.
 func assertRecoveryMetrics(t *testing.T, p *observerProc, want map[string]int) {
 	t.Helper()
-	outcomes := []string{"spawned", "debounced", "exit_0", "exit_nonzero", "killed", "spawn_failed", "refused"}
+	outcomes := []string{"spawned", "debounced", "exit_0", "exit_nonzero", "killed", "spawn_failed", "refused", "gave_up"}
 	waitScrape(t, p, 5*time.Second, fmt.Sprintf("varta_recovery_total %v", want), func(body string) bool {
 		if strings.Count(body, "\nvarta_recovery_total{") != len(outcomes) {
 			return false

@@ -13,9 +13,10 @@ const (
 	evEviction
 	evRecovery
 	evIO
+	evMissing
 )
 
-var eventKindNames = [...]string{"beat", "stall", "decode", "mismatch", "eviction", "recovery", "io"}
+var eventKindNames = [...]string{"beat", "stall", "decode", "mismatch", "eviction", "recovery", "io", "missing"}
 
 func (k eventKind) String() string { return eventKindNames[k] }
 

@@ -70,7 +70,7 @@ func TestAppendEventEscapingKeepsShape(t *testing.T) {
 
 func TestEventKindNames(t *testing.T) {
 	want := map[eventKind]string{evBeat: "beat", evStall: "stall", evDecode: "decode", evMismatch: "mismatch",
-		evEviction: "eviction", evRecovery: "recovery", evIO: "io"}
+		evEviction: "eviction", evRecovery: "recovery", evIO: "io", evMissing: "missing"}
 	if len(want) != len(eventKindNames) {
 		t.Fatalf("%d kinds named, want %d", len(eventKindNames), len(want))
 	}

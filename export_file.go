@@ -53,6 +53,7 @@ type eventFile struct {
 	reopenAt      int64 // next attempt
 	st            unix.Stat_t
 
+	kinds kindMask // --export-file-kinds: the kinds written
 	log   *logger
 	stats *observerStats // exportDropped, exportWriteErrors
 }
@@ -70,7 +71,7 @@ const (
 // never) with keep generations; failures are logged to log and counted in
 // stats.
 func openEventFile(path string, maxBytes int64, keep int, log *logger, stats *observerStats) (*eventFile, error) {
-	f := &eventFile{path: path, fd: -1, buf: make([]byte, 0, eventBufMax+eventLineRoom), log: log, stats: stats,
+	f := &eventFile{path: path, fd: -1, kinds: allKinds, buf: make([]byte, 0, eventBufMax+eventLineRoom), log: log, stats: stats,
 		maxBytes: maxBytes, keep: keep, cpath: append([]byte(path), 0), newPath: path + ".new", oldPath: path + ".expired"}
 	if f.maxBytes > 0 {
 		for i := 1; i <= f.keep; i++ {
@@ -143,6 +144,9 @@ func (f *eventFile) emit(e *event, now int64) {
 
 // add buffers one event line, or drops it when the buffer is full.
 func (f *eventFile) add(e *event, now int64) {
+	if !f.kinds.has(e.kind) {
+		return // --export-file-kinds leaves it out; the metrics still count it
+	}
 	if f.dirtySince == 0 {
 		f.dirtySince = now
 	}

@@ -114,6 +114,8 @@ type metricsView struct {
 	tr          *tracker
 	startWallNs int64  // wall-clock Unix ns at start
 	queueLen    uint64 // datagrams the kernel queues on the VLP socket, 0 unknown
+	noPidSeries bool   // --prom-pid-series off: the per-pid families are left out
+	agents      *agentMetrics
 }
 
 // newPromServer listens on cfg.promAddr; a scrape renders view and

@@ -56,7 +56,7 @@ func guardSignals() {
 // realMain runs the observer and returns the exit status: 0 clean, 1 a
 // failure at start or while running, 2 a bad command line.
 func realMain(args []string, stdout, stderr io.Writer) (status int) {
-	cfg, err := parseArgs(args)
+	cfg, err := loadConfig(args)
 	if err != nil {
 		line := sprintf("varta-watch: %v\n", err)
 		if cfg.logJSON {
@@ -67,6 +67,11 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 		var fe *flagError
 		if errors.As(err, &fe) {
 			line += "\n" + usageText // the usage stays text: it is for a person
+		}
+		var bad *fileError
+		if errors.As(err, &bad) && !cfg.logJSON {
+			// Contract §9: a bad file at start is one line PATH:LINE: problem.
+			line = err.Error() + "\n"
 		}
 		io.WriteString(stderr, line)
 		return 2
@@ -108,6 +113,7 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 	if err != nil {
 		return fail("start failed", err)
 	}
+	o.args = args
 	if o.prom != nil {
 		// A stdout nobody reads any more does not stop the observer
 		// (guardSignals): the line is counted as lost and it serves on.

@@ -31,11 +31,12 @@ const (
 	recKilled
 	recSpawnFailed
 	recRefused
+	recGaveUp // an agent section gave up (contract §9)
 	recoveryOutcomeCount
 )
 
 var recoveryOutcomeNames = [recoveryOutcomeCount]string{
-	"spawned", "debounced", "exit_0", "exit_nonzero", "killed", "spawn_failed", "refused",
+	"spawned", "debounced", "exit_0", "exit_nonzero", "killed", "spawn_failed", "refused", "gave_up",
 }
 
 // stallDelayBucketsNs are the upper bounds, in nanoseconds, of

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -55,11 +56,15 @@ func (e *partEnv) ioError(now int64, op string, err error) {
 // observer is the whole daemon: one event loop that owns every fd.
 type observer struct {
 	cfg         config
+	args        []string // the command line, read again at a reload
 	log         *logger
 	poll        *poller
 	sock        *vlpSocket
 	tr          *tracker
 	proc        procReader
+	agents      *agentTable // contract §9; nil without agent sections
+	am          agentMetrics
+	ident       procIdentity
 	events      *eventFile
 	prom        *promServer
 	rec         *recoverer
@@ -111,6 +116,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		}
 	}()
 	o.tr = newTracker(cfg.trackerCapacity)
+	o.tr.thr[0] = o.threshold
 	if o.poll, err = newPoller(); err != nil {
 		return o, err
 	}
@@ -122,8 +128,12 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if o.sock, err = bindVLPSocket(cfg.socket, cfg.socketMode, cfg.wantQueue()); err != nil {
 		return o, err
 	}
+	agents, err := newAgentTable(&o.cfg, o.tr, nil)
+	if err != nil {
+		return o, err
+	}
 	if coalesceEnabled && o.sock.queue.qlen > 0 {
-		o.coal = newCoalescer(o.sock.queue.qlen, o.threshold)
+		o.coal = newCoalescer(o.sock.queue.qlen, slices.Min(o.tr.thr))
 	}
 	if err = o.poll.add(o.sock.fd, true, false); err != nil {
 		return o, err
@@ -133,6 +143,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 		if o.events, err = openEventFile(cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep, log, &o.stats); err != nil {
 			return o, err
 		}
+		o.events.kinds = cfg.exportKinds
 	}
 	o.env = partEnv{poll: o.poll, log: log, stats: &o.stats, events: o.events}
 	if cfg.promAddr != "" {
@@ -140,11 +151,13 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 			return o, err
 		}
 	}
-	if cfg.recoveryCmd != "" || cfg.recoveryExec != "" {
+	if cfg.recoveryCmd != "" || cfg.recoveryExec != "" || agents.hasCommands() {
 		if o.rec, err = newRecoverer(&o.cfg, o.env); err != nil {
 			return o, err
 		}
 	}
+	o.setAgents(agents)
+	o.am = agentMetrics{table: agents, configured: cfg.configPath != "", reloadOK: true, reloadWallNs: o.startWallNs}
 	if cfg.hwWatchdog != "" {
 		if o.hwdog, err = openHWWatchdog(cfg.hwWatchdog); err != nil {
 			return o, err
@@ -326,14 +339,17 @@ func (o *observer) trackerDeadline() int64 {
 			next = d
 		}
 	}
-	if s := o.tr.active.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.threshold)
+	if s, d := o.tr.nearestActive(); s != noSlot {
+		consider(d)
 	}
 	if s := o.tr.stalled.head; s != noSlot {
-		consider(o.tr.slots[s].lastBeat + o.retireAfter)
+		consider(o.tr.slots[s].nextCheck)
 	}
 	if s := o.tr.stalledOld.head; s != noSlot {
 		consider(o.tr.slots[s].nextCheck)
+	}
+	if d := o.agents.missingDeadline(); d != 0 {
+		consider(d)
 	}
 	return next
 }
@@ -482,7 +498,7 @@ func (o *observer) startRecoveries() {
 
 // metricsView is what a scrape reads of the observer.
 func (o *observer) metricsView() metricsView {
-	v := metricsView{tr: o.tr, startWallNs: o.startWallNs}
+	v := metricsView{tr: o.tr, startWallNs: o.startWallNs, noPidSeries: !o.cfg.promPidSeries, agents: &o.am}
 	if o.sock != nil {
 		v.queueLen = uint64(o.sock.queue.qlen)
 	}
@@ -546,6 +562,9 @@ func (o *observer) handleSignals(now int64) {
 	if bits&sigHup != 0 && o.events != nil && o.events.reopen(now) {
 		o.log.info("event file reopened", fStr("path", o.cfg.exportFile))
 	}
+	if bits&sigHup != 0 && o.cfg.configPath != "" {
+		o.reload(now)
+	}
 	if bits&sigStop != 0 {
 		o.log.info("stopping on signal")
 		o.stopping = true
@@ -555,6 +574,10 @@ func (o *observer) handleSignals(now int64) {
 func (o *observer) logStart() {
 	o.log.info("varta-watch started", fStr("version", version), fStr("socket", o.cfg.socket),
 		fInt("threshold_ms", o.cfg.thresholdMs), fInt("tracker_capacity", int64(o.cfg.trackerCapacity)))
+	if o.agents != nil {
+		o.log.info("agent sections", fInt("agents", int64(len(o.agents.agents))), fInt("threshold_classes", int64(len(o.tr.thr))),
+			fStr("config", o.cfg.configPath))
+	}
 	if !hasDatagramCreds {
 		o.log.warn("this system attaches no per-datagram credentials: frame pids are trusted on the strength of the socket mode, and recovery is refused",
 			fStr("socket_mode", sprintf("%04o", o.cfg.socketMode)))

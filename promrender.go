@@ -17,6 +17,7 @@ type renderStage uint8
 
 const (
 	stageObserver renderStage = iota
+	stageAgents               // promrender_agents.go
 	stageBeats
 	stageStalls
 	stageStatus
@@ -29,7 +30,8 @@ type renderCursor struct {
 	stage   renderStage
 	slot    int
 	seq     uint64 // tracker.seq when the scrape began
-	wallOff int64  // Unix ns minus monotonic ns, fixed for the scrape
+	agents  *agentMetrics
+	wallOff int64 // Unix ns minus monotonic ns, fixed for the scrape
 }
 
 func (c *renderCursor) done() bool { return c.stage == stageDone }
@@ -130,7 +132,7 @@ var buildInfoLine = func() string {
 
 // startRender begins a scrape.
 func (p *promServer) startRender(c *renderCursor, now int64) {
-	*c = renderCursor{seq: p.view.tr.seq, wallOff: wallAt(0, now)}
+	*c = renderCursor{seq: p.view.tr.seq, wallOff: wallAt(0, now), agents: p.view.agents}
 }
 
 // renderStep appends the next slice of the body to b: the observer
@@ -140,7 +142,16 @@ func (p *promServer) renderStep(b []byte, c *renderCursor, now int64) []byte {
 	for len(b) < promOutChunk && c.stage != stageDone {
 		if c.stage == stageObserver {
 			b = p.appendObserver(b, c)
-			c.stage, c.slot = stageBeats, 0
+			c.stage, c.slot = stageAgents, 0
+			continue
+		}
+		if c.stage == stageAgents {
+			if b, c.slot = p.appendAgentFamily(b, c.slot); c.slot < 0 {
+				c.stage, c.slot = stageBeats, 0
+				if p.view.noPidSeries {
+					c.stage = stageDone
+				}
+			}
 			continue
 		}
 		if c.slot == 0 {
@@ -181,6 +192,8 @@ func appendAgentSample(b []byte, c *renderCursor, sl *slot) []byte {
 	case stageInfo:
 		b = append(b, `",comm="`...)
 		b = appendLabelValue(b, commString(sl))
+		b = append(b, `",agent="`...)
+		b = appendLabelValue(b, c.agents.agentLabel(sl))
 		b = append(b, `"} 1`...)
 	}
 	return append(b, '\n')

@@ -104,16 +104,60 @@ var killReasonNames = [...]string{"", "timeout", "shutdown"}
 type recoveryChild struct {
 	pid      int
 	agentPid uint32
-	pidfd    int   // -1: reaped on SIGCHLD
-	started  int64 // monotonic ns
-	deadline int64 // kill at, 0 never (or already killed)
+	agent    uint16 // 1 + agent section, 0 none
+	pidfd    int    // -1: reaped on SIGCHLD
+	started  int64  // monotonic ns
+	deadline int64  // kill at, 0 never (or already killed)
 	killed   killReason
 }
 
-// pendingSpawn is a recovery decided at a stall and not started yet.
+// pendingSpawn is a recovery decided at a stall (or a missing agent, or
+// a give-up) and not started yet.
 type pendingSpawn struct {
-	agentPid uint32
+	agentPid uint32 // 0: none (missing_exec)
+	agent    uint16 // 1 + agent section, 0 none
 	stallNs  int64
+	cmd      *recoveryCommand
+}
+
+// recoveryCommand is one command a recovery runs: --recovery-exec or
+// --recovery-cmd with their debounce and timeout, or an agent section's
+// recovery_exec, recovery_cmd, missing_exec or give_up_exec.
+type recoveryCommand struct {
+	shell      bool
+	command    string // as configured, for the log
+	args       []argTemplate
+	argv       []string // reused per spawn
+	env        []string // the last entry is VARTA_PID, set per spawn
+	debounce   int64    // ns, 0 none
+	timeout    int64    // ns, 0 none
+	debounceMs int64    // as configured, for the log
+	timeoutMs  int64
+}
+
+// newRecoveryCommand prepares exec (run without a shell) or else cmd (run
+// by /bin/sh -c); name is the option or flag, for its error.
+func newRecoveryCommand(name, exec, cmd string, debounceMs, timeoutMs int64) (*recoveryCommand, error) {
+	c := &recoveryCommand{debounce: debounceMs * 1_000_000, timeout: timeoutMs * 1_000_000,
+		debounceMs: debounceMs, timeoutMs: timeoutMs}
+	if exec != "" {
+		c.command = exec
+		fields := splitExecArgs(exec)
+		if len(fields) == 0 {
+			return nil, errorf("%s: %q names no command", name, exec)
+		}
+		for _, f := range fields {
+			c.args = append(c.args, parseArgTemplate(f))
+		}
+		c.env = []string{"PATH=" + recoveryExecPath, ""}
+	} else {
+		c.shell = true
+		c.command = cmd
+		c.args = []argTemplate{{parts: []string{recoveryShell}}, {parts: []string{"-c"}}, parseArgTemplate(cmd)}
+		c.env = inheritedEnv(os.Environ())
+	}
+	c.argv = make([]string, len(c.args))
+	return c, nil
 }
 
 // recoverer runs the recovery command for stalled pids. A stall only
@@ -122,17 +166,10 @@ type pendingSpawn struct {
 // never delays a stall event.
 type recoverer struct {
 	env        partEnv
-	shell      bool
-	command    string // as configured, for the log
-	args       []argTemplate
-	argv       []string // reused per spawn
-	childEnv   []string // the last entry is VARTA_PID, set per spawn
+	cmd        *recoveryCommand // the global one, nil when only agent sections have commands
+	agents     *agentTable      // per-agent outcome counters; nil without agent sections
 	attr       syscall.ProcAttr
 	devNull    int
-	debounce   int64 // ns, 0 none
-	timeout    int64 // ns, 0 none
-	debounceMs int64 // as configured, for the log
-	timeoutMs  int64
 	trusted    bool // frame pids are kernel-checked; false refuses every recovery
 	usePidfd   bool
 	children   [maxRecoveryChildren]recoveryChild
@@ -148,34 +185,20 @@ type recoverer struct {
 
 func newRecoverer(cfg *config, env partEnv) (*recoverer, error) {
 	r := &recoverer{
-		env:        env,
-		debounce:   cfg.recoveryDebounceMs * 1_000_000,
-		timeout:    cfg.recoveryTimeoutMs * 1_000_000,
-		debounceMs: cfg.recoveryDebounceMs,
-		timeoutMs:  cfg.recoveryTimeoutMs,
-		trusted:    hasDatagramCreds,
-		devNull:    -1,
+		env:     env,
+		trusted: hasDatagramCreds,
+		devNull: -1,
 	}
 	for i := range r.exitNames {
 		r.exitNames[i] = "exit_" + strconv.Itoa(i)
 	}
-	if cfg.recoveryExec != "" {
-		r.command = cfg.recoveryExec
-		fields := splitExecArgs(cfg.recoveryExec)
-		if len(fields) == 0 {
-			return nil, errorf("--recovery-exec: %q names no command", cfg.recoveryExec)
+	if cfg.recoveryExec != "" || cfg.recoveryCmd != "" {
+		var err error
+		if r.cmd, err = newRecoveryCommand("--recovery-exec", cfg.recoveryExec, cfg.recoveryCmd,
+			cfg.recoveryDebounceMs, cfg.recoveryTimeoutMs); err != nil {
+			return nil, err
 		}
-		for _, f := range fields {
-			r.args = append(r.args, parseArgTemplate(f))
-		}
-		r.childEnv = []string{"PATH=" + recoveryExecPath, ""}
-	} else {
-		r.shell = true
-		r.command = cfg.recoveryCmd
-		r.args = []argTemplate{{parts: []string{recoveryShell}}, {parts: []string{"-c"}}, parseArgTemplate(cfg.recoveryCmd)}
-		r.childEnv = inheritedEnv(os.Environ())
 	}
-	r.argv = make([]string, len(r.args))
 	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errorf("recovery: /dev/null: %v", os.NewSyscallError("open", err))
@@ -194,7 +217,6 @@ func newRecoverer(cfg *config, env partEnv) (*recoverer, error) {
 		out = uintptr(fd)
 	}
 	r.attr = syscall.ProcAttr{
-		Env:   r.childEnv,
 		Files: []uintptr{uintptr(fd), out, out},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
@@ -221,23 +243,42 @@ next:
 
 // logStart describes the recovery set-up once at start.
 func (r *recoverer) logStart() {
-	mode := "exec"
-	if r.shell {
-		mode = "shell"
-	}
 	reap := "SIGCHLD"
 	if r.usePidfd {
 		reap = "pidfd"
 	}
-	r.env.log.info("recovery enabled", fStr("mode", mode), fStr("command", r.command),
-		fInt("debounce_ms", r.debounceMs), fInt("timeout_ms", r.timeoutMs),
-		fInt("max_children", maxRecoveryChildren), fStr("reaping", reap))
+	if c := r.cmd; c != nil {
+		mode := "exec"
+		if c.shell {
+			mode = "shell"
+		}
+		r.env.log.info("recovery enabled", fStr("mode", mode), fStr("command", c.command),
+			fInt("debounce_ms", c.debounceMs), fInt("timeout_ms", c.timeoutMs),
+			fInt("max_children", maxRecoveryChildren), fStr("reaping", reap))
+	} else {
+		r.env.log.info("recovery enabled for agent sections", fInt("max_children", maxRecoveryChildren), fStr("reaping", reap))
+	}
 	if !r.trusted {
 		r.env.log.warn("recovery refused on this system: it attaches no per-datagram credentials, so a stalled pid could be forged; every stall will record a refused recovery")
 		return
 	}
-	if !r.shell {
-		path, err := r.resolve(r.args[0].expand("0"))
+	if r.cmd != nil {
+		r.checkCommand(r.cmd)
+	}
+	if r.agents != nil {
+		for i := range r.agents.agents {
+			for _, c := range r.agents.agents[i].commands() {
+				r.checkCommand(c)
+			}
+		}
+	}
+}
+
+// checkCommand warns at start when the program of an exec command cannot
+// be found or run.
+func (r *recoverer) checkCommand(c *recoveryCommand) {
+	if c != nil && !c.shell {
+		path, err := resolveCommand(c, c.args[0].expand("0"))
 		if err == nil && !isExecutable(path) {
 			err = &os.PathError{Op: "exec", Path: path, Err: os.ErrPermission}
 			var st unix.Stat_t
@@ -247,16 +288,16 @@ func (r *recoverer) logStart() {
 		}
 		if err != nil {
 			r.env.log.warn("recovery command not found; stalls record spawn_failed until it exists",
-				fStr("command", r.args[0].expand("{pid}")), fStr("err", err.Error()))
+				fStr("command", c.args[0].expand("{pid}")), fStr("err", err.Error()))
 		}
 	}
 }
 
 // resolve finds the program to execute: a name with a slash as given, any
 // other name in the fixed recovery PATH, as execvp(3) would.
-func (r *recoverer) resolve(name string) (string, error) {
-	if r.shell || strings.IndexByte(name, '/') >= 0 {
-		if r.shell {
+func resolveCommand(c *recoveryCommand, name string) (string, error) {
+	if c.shell || strings.IndexByte(name, '/') >= 0 {
+		if c.shell {
 			return recoveryShell, nil
 		}
 		return name, nil
@@ -276,41 +317,59 @@ func isExecutable(path string) bool {
 	return unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(path, unix.X_OK) == nil
 }
 
-// onStall decides the recovery of one stall: refused, debounced or spawned.
-func (r *recoverer) onStall(s *slot, now int64) {
+// onStall decides the recovery of one stall with the global command.
+func (r *recoverer) onStall(s *slot, now int64) { r.decide(s, r.cmd, 0, now) }
+
+// decide decides the recovery of one stall of slot s with cmd (agent is
+// its agent section, 1-based, 0 none): refused, debounced or spawned. It
+// reports whether a spawn was decided.
+func (r *recoverer) decide(s *slot, cmd *recoveryCommand, section uint16, now int64) bool {
 	agent := s.pid
 	switch {
 	case !r.trusted:
-		r.outcome(recRefused, agent, now, "refused")
+		r.outcome(recRefused, agent, section, now, "refused")
 		r.env.log.warn("recovery refused", fInt("pid", int64(agent)),
 			fStr("reason", "no per-datagram credentials on this system: the pid could be forged"))
-		return
+		return false
 	case r.running(agent):
-		r.outcome(recDebounced, agent, now, "debounced")
+		r.outcome(recDebounced, agent, section, now, "debounced")
 		r.env.log.info("recovery debounced", fInt("pid", int64(agent)),
 			fStr("reason", "the previous recovery of this pid is still running"))
-		return
-	case r.debounce > 0 && s.lastRecov != 0 && now-s.lastRecov < r.debounce:
-		r.outcome(recDebounced, agent, now, "debounced")
+		return false
+	case cmd.debounce > 0 && s.lastRecov != 0 && now-s.lastRecov < cmd.debounce:
+		r.outcome(recDebounced, agent, section, now, "debounced")
 		r.env.log.info("recovery debounced", fInt("pid", int64(agent)),
-			fStr("reason", "within the debounce window"), fInt("debounce_ms", r.debounceMs),
+			fStr("reason", "within the debounce window"), fInt("debounce_ms", cmd.debounceMs),
 			fInt("since_last_ms", (now-s.lastRecov)/1_000_000))
-		return
-	case r.n+r.npending >= maxRecoveryChildren:
-		r.outcome(recRefused, agent, now, "refused")
-		r.env.log.warn("recovery refused", fInt("pid", int64(agent)),
-			fStr("reason", "too many recovery children running"), fInt("running", int64(r.n+r.npending)))
-		return
+		return false
 	}
 	// A failed spawn uses up the window too: a broken command is not
 	// retried, and logged, on every stall of a flapping agent.
-	s.lastRecov = now
-	r.pending[(r.pendHead+r.npending)%maxRecoveryChildren] = pendingSpawn{agentPid: agent, stallNs: now}
+	if r.queue(cmd, agent, section, now) {
+		s.lastRecov = now
+		return true
+	}
+	return false
+}
+
+// queue decides a spawn of cmd, or refuses it when too many children run.
+func (r *recoverer) queue(cmd *recoveryCommand, agent uint32, section uint16, now int64) bool {
+	if r.n+r.npending >= maxRecoveryChildren {
+		r.outcome(recRefused, agent, section, now, "refused")
+		r.env.log.warn("recovery refused", fInt("pid", int64(agent)),
+			fStr("reason", "too many recovery children running"), fInt("running", int64(r.n+r.npending)))
+		return false
+	}
+	r.pending[(r.pendHead+r.npending)%maxRecoveryChildren] = pendingSpawn{agentPid: agent, agent: section, stallNs: now, cmd: cmd}
 	r.npending++
+	return true
 }
 
 // running reports whether a recovery of agent is running or about to.
 func (r *recoverer) running(agent uint32) bool {
+	if agent == 0 {
+		return false
+	}
 	for i := 0; i < r.n; i++ {
 		if r.children[i].agentPid == agent {
 			return true
@@ -334,38 +393,46 @@ func (r *recoverer) spawnNext(now int64) bool {
 	p := r.pending[r.pendHead]
 	r.pendHead = (r.pendHead + 1) % maxRecoveryChildren
 	r.npending--
-	r.spawn(p.agentPid, now)
+	r.spawn(p, now)
 	return true
 }
 
 // spawn starts the command for agent. It costs one fork/exec (clone with
 // CLONE_VFORK: the loop is blocked until the child has exec'd) and never
 // waits for the child.
-func (r *recoverer) spawn(agent uint32, now int64) {
-	pid := unsafeString(strconv.AppendUint(r.pidBuf[:0], uint64(agent), 10))
-	for i, a := range r.args {
-		r.argv[i] = a.expand(pid)
+func (r *recoverer) spawn(p pendingSpawn, now int64) {
+	agent, cmd := p.agentPid, p.cmd
+	pid := ""
+	if agent != 0 {
+		pid = unsafeString(strconv.AppendUint(r.pidBuf[:0], uint64(agent), 10))
 	}
-	r.childEnv[len(r.childEnv)-1] = "VARTA_PID=" + pid
-	path, err := r.resolve(r.argv[0])
+	for i, a := range cmd.args {
+		cmd.argv[i] = a.expand(pid)
+	}
+	cmd.env[len(cmd.env)-1] = "VARTA_PID=" + pid
+	if agent == 0 {
+		cmd.env[len(cmd.env)-1] = "VARTA_PID="
+	}
+	r.attr.Env = cmd.env
+	path, err := resolveCommand(cmd, cmd.argv[0])
 	var child int
 	if err == nil {
-		child, _, err = syscall.StartProcess(path, r.argv, &r.attr)
+		child, _, err = syscall.StartProcess(path, cmd.argv, &r.attr)
 		if err != nil {
 			err = &os.PathError{Op: "fork/exec", Path: path, Err: err}
 		}
 	}
-	clear(r.argv) // drop references to this spawn's strings
+	clear(cmd.argv) // drop references to this spawn's strings
 	if err != nil {
-		r.outcome(recSpawnFailed, agent, now, "spawn_failed")
+		r.outcome(recSpawnFailed, agent, p.agent, now, "spawn_failed")
 		r.env.log.error("recovery spawn failed", fInt("pid", int64(agent)), fStr("err", err.Error()))
 		return
 	}
 	c := &r.children[r.n]
 	r.n++
-	*c = recoveryChild{pid: child, agentPid: agent, pidfd: -1, started: now}
-	if r.timeout > 0 {
-		c.deadline = now + r.timeout
+	*c = recoveryChild{pid: child, agentPid: agent, agent: p.agent, pidfd: -1, started: now}
+	if cmd.timeout > 0 {
+		c.deadline = now + cmd.timeout
 		if r.nextKill == 0 || c.deadline < r.nextKill {
 			r.nextKill = c.deadline
 		}
@@ -373,7 +440,7 @@ func (r *recoverer) spawn(agent uint32, now int64) {
 	if r.usePidfd {
 		c.pidfd = r.watchPidfd(child)
 	}
-	r.outcome(recSpawned, agent, now, "spawned")
+	r.outcome(recSpawned, agent, p.agent, now, "spawned")
 	r.env.log.info("recovery spawned", fInt("pid", int64(agent)), fInt("child_pid", int64(child)))
 }
 
@@ -396,8 +463,11 @@ func (r *recoverer) watchPidfd(child int) int {
 	return fd
 }
 
-func (r *recoverer) outcome(oc recoveryOutcome, agent uint32, now int64, payload string) {
+func (r *recoverer) outcome(oc recoveryOutcome, agent uint32, section uint16, now int64, payload string) {
 	r.env.stats.recovery[oc]++
+	if section != 0 && r.agents != nil {
+		r.agents.agents[section-1].recoveries[oc]++
+	}
 	r.env.emit(&event{ns: now, kind: evRecovery, pid: agent, payload: payload}, now)
 }
 
@@ -452,7 +522,7 @@ func (r *recoverer) reap(i int, now int64) bool {
 		r.env.log.error("recovery child lost", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 			fStr("err", os.NewSyscallError("wait4", err).Error()))
 	case ws.Signaled() && c.killed != notKilled:
-		r.outcome(recKilled, agent, now, "killed")
+		r.outcome(recKilled, agent, c.agent, now, "killed")
 		r.env.log.warn("recovery killed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 			fStr("reason", killReasonNames[c.killed]), fInt("ran_ms", ms))
 	default:
@@ -466,15 +536,15 @@ func (r *recoverer) reap(i int, now int64) bool {
 		}
 		code &= 0xff
 		if code == 0 {
-			r.outcome(recExit0, agent, now, r.exitNames[0])
+			r.outcome(recExit0, agent, c.agent, now, r.exitNames[0])
 			r.env.log.info("recovery finished", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 				fInt("exit_code", 0), fInt("ran_ms", ms))
 		} else if sig == "" {
-			r.outcome(recExitNonzero, agent, now, r.exitNames[code])
+			r.outcome(recExitNonzero, agent, c.agent, now, r.exitNames[code])
 			r.env.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 				fInt("exit_code", int64(code)), fInt("ran_ms", ms))
 		} else {
-			r.outcome(recExitNonzero, agent, now, r.exitNames[code])
+			r.outcome(recExitNonzero, agent, c.agent, now, r.exitNames[code])
 			r.env.log.warn("recovery failed", fInt("pid", int64(agent)), fInt("child_pid", int64(child)),
 				fInt("exit_code", int64(code)), fStr("signal", sig), fInt("ran_ms", ms))
 		}

@@ -323,7 +323,7 @@ func TestRecoverySpawnFailed(t *testing.T) {
 
 func TestRecoveryExecResolvesInFixedPath(t *testing.T) {
 	o := newRecoveryObserver(t, func(c *config) { c.recoveryExec = "true" })
-	p, err := o.rec.resolve("true")
+	p, err := resolveCommand(o.rec.cmd, "true")
 	if err != nil || !strings.HasSuffix(p, "/true") {
 		t.Fatalf("resolve(true) = %q, %v", p, err)
 	}

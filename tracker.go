@@ -6,9 +6,12 @@ package main
 // sits on exactly one intrusive list, ordered so that the next deadline is
 // always at a list head and nothing is found by scanning every agent:
 //
-//   - active: beating pids in order of their last accepted beat. All share
-//     one threshold, so the head holds the next stall deadline, and a beat
-//     moves its slot to the tail in O(1).
+//   - active: beating pids in order of their last accepted beat, one list
+//     per distinct threshold (class 0 the global one, then one per other
+//     threshold of the agent sections: at most 257). The pids of one list
+//     share a threshold, so its head holds its next stall deadline, the
+//     nearest of the heads the next of all, and a beat moves its slot to
+//     the tail of its list in O(1).
 //   - stalled: stalled pids in order of their last beat (stalls fire in that
 //     order), first liveness check due at lastBeat + retireAfter.
 //   - stalledOld: stalled pids found alive at least once, in order of their
@@ -19,11 +22,18 @@ type tracker struct {
 	mask       uint32
 	freeHead   int32
 	n          int
-	seq        uint64 // insertions so far: the born stamp of the newest slot
-	active     slotList
+	seq        uint64     // insertions so far: the born stamp of the newest slot
+	active     slotList   // class 0: the global threshold
+	more       []slotList // active lists of classes 1…
+	thr        []int64    // threshold of each class, ns; thr[0] the global one
+	pids       []agentPids
 	stalled    slotList
 	stalledOld slotList
 }
+
+// agentPids counts the tracked pids of one agent section (slot.agent) by
+// list: beating on an active list, stalled on a stalled one.
+type agentPids struct{ beating, stalled int32 }
 
 const (
 	slotFree uint8 = iota
@@ -41,6 +51,8 @@ type slot struct {
 	commLen    uint8
 	_          uint8
 	innerPid   uint32 // the pid the agent has in its own pid namespace, 0 the same
+	agent      uint16 // 1 + index of its agent section, 0 none (contract §9)
+	class      uint16 // its threshold: tracker.thr[class]
 	nonce      uint64 // last accepted nonce
 	lastBeat   int64  // observer monotonic ns of the last accepted beat
 	nextCheck  int64  // stalledOld: when to check liveness again
@@ -68,6 +80,7 @@ func newTracker(capacity int) *tracker {
 		slots: make([]slot, capacity),
 		index: make([]int32, size),
 		mask:  uint32(size - 1),
+		thr:   []int64{0},
 	}
 	for i := range t.index {
 		t.index[i] = noSlot
@@ -140,10 +153,39 @@ func (t *tracker) remove(s int32) {
 	t.n--
 }
 
-func (t *tracker) listOf(kind uint8) *slotList {
+// threshold is the stall threshold of slot sl, ns.
+func (t *tracker) threshold(sl *slot) int64 { return t.thr[sl.class] }
+
+// activeList is the active list of class c.
+func (t *tracker) activeList(c uint16) *slotList {
+	if c == 0 {
+		return &t.active
+	}
+	return &t.more[c-1]
+}
+
+// nearestActive returns the active slot whose stall deadline is the
+// nearest, and that deadline; noSlot when no pid is beating. It looks at
+// one head per threshold class, never at every agent.
+func (t *tracker) nearestActive() (int32, int64) {
+	best, deadline := t.active.head, int64(0)
+	if best != noSlot {
+		deadline = t.slots[best].lastBeat + t.thr[0]
+	}
+	for i := range t.more {
+		if s := t.more[i].head; s != noSlot {
+			if d := t.slots[s].lastBeat + t.thr[i+1]; best == noSlot || d < deadline {
+				best, deadline = s, d
+			}
+		}
+	}
+	return best, deadline
+}
+
+func (t *tracker) listOf(kind uint8, class uint16) *slotList {
 	switch kind {
 	case slotActive:
-		return &t.active
+		return t.activeList(class)
 	case slotStalled:
 		return &t.stalled
 	case slotStalledOld:
@@ -154,8 +196,11 @@ func (t *tracker) listOf(kind uint8) *slotList {
 
 // link appends s to the tail of list kind.
 func (t *tracker) link(s int32, kind uint8) {
-	l := t.listOf(kind)
 	sl := &t.slots[s]
+	l := t.listOf(kind, sl.class)
+	if sl.agent != 0 && kind != slotFree {
+		t.countPid(sl, kind, 1)
+	}
 	sl.list, sl.prev, sl.next = kind, l.tail, noSlot
 	if l.tail != noSlot {
 		t.slots[l.tail].next = s
@@ -167,9 +212,12 @@ func (t *tracker) link(s int32, kind uint8) {
 
 func (t *tracker) unlink(s int32) {
 	sl := &t.slots[s]
-	l := t.listOf(sl.list)
+	l := t.listOf(sl.list, sl.class)
 	if l == nil {
 		return
+	}
+	if sl.agent != 0 {
+		t.countPid(sl, sl.list, -1)
 	}
 	if sl.prev != noSlot {
 		t.slots[sl.prev].next = sl.next
@@ -188,4 +236,42 @@ func (t *tracker) unlink(s int32) {
 func (t *tracker) moveTo(s int32, kind uint8) {
 	t.unlink(s)
 	t.link(s, kind)
+}
+
+func (t *tracker) countPid(sl *slot, kind uint8, d int32) {
+	if c := &t.pids[sl.agent-1]; kind == slotActive {
+		c.beating += d
+	} else {
+		c.stalled += d
+	}
+}
+
+// linkSorted links s into list kind at the place its order asks for (last
+// beat; stalledOld: next check), searching from the tail: a reload relinks
+// every slot this way, never a beat.
+func (t *tracker) linkSorted(s int32, kind uint8) {
+	key := func(s int32) int64 {
+		if kind == slotStalledOld {
+			return t.slots[s].nextCheck
+		}
+		return t.slots[s].lastBeat
+	}
+	t.link(s, kind)
+	l := t.listOf(kind, t.slots[s].class)
+	for p := t.slots[s].prev; p != noSlot && key(p) > key(s); p = t.slots[s].prev {
+		// Swap s with its predecessor p.
+		sp, ss := &t.slots[p], &t.slots[s]
+		pp, sn := sp.prev, ss.next
+		if pp != noSlot {
+			t.slots[pp].next = s
+		} else {
+			l.head = s
+		}
+		if sn != noSlot {
+			t.slots[sn].prev = p
+		} else {
+			l.tail = p
+		}
+		ss.prev, ss.next, sp.prev, sp.next = pp, p, s, sn
+	}
 }

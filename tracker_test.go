@@ -12,7 +12,7 @@ func checkTracker(t *testing.T, tr *tracker) {
 	t.Helper()
 	seen := make(map[int32]uint8)
 	for _, kind := range []uint8{slotActive, slotStalled, slotStalledOld} {
-		l := tr.listOf(kind)
+		l := tr.listOf(kind, 0)
 		prev := noSlot
 		for s := l.head; s != noSlot; s = tr.slots[s].next {
 			if tr.slots[s].list != kind || tr.slots[s].prev != prev {

@@ -1,0 +1,109 @@
+//go:build linux
+
+package main
+
+// Benchmarks of agents by name (contract §9): the beat and stall paths
+// and the scrape with 256 agent sections and 4096 pids spread over them.
+
+import (
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// agentsBenchObserver is an observer with the 256 sections of
+// agentSectionsText (four distinct thresholds, 100 to 250 ms, scaled by
+// scale) and 4096 tracked pids, comm agent-k for k < 255 spread over the
+// sections by their comm.
+func agentsBenchObserver(b *testing.B, extra ...string) *observer {
+	o := newConfObserver(b, agentSectionsText(256), append([]string{"--tracker-capacity", "4096",
+		"--export-file", filepath.Join(shortTempDir(b), "e.tsv")}, extra...)...)
+	now := monoNow()
+	for i := 0; i < 4096; i++ {
+		pid := agentPid(i)
+		EncodeFrame(o.sock.frame(), Frame{Pid: pid, Timestamp: 1, Nonce: 1})
+		o.handleDatagram(recvResult{n: FrameSize, credPid: int32(pid), hasCred: true}, now, 0)
+		sl := &o.tr.slots[o.tr.lookup(pid)]
+		sl.commLen = uint8(copy(sl.comm[:], "agent-"+strconv.Itoa(i%255)))
+	}
+	o.setAgents(o.agents) // match them again, now that they have a comm
+	if o.tr.pids[7].beating != 17 || len(o.tr.thr) != 4 {
+		b.Fatalf("section a7 has %d pids, %d threshold classes", o.tr.pids[7].beating, len(o.tr.thr))
+	}
+	return o
+}
+
+// BenchmarkLoopBeatAgents256: one accepted beat of one of 4096 pids
+// spread over 256 agent sections.
+func BenchmarkLoopBeatAgents256(b *testing.B) {
+	o := agentsBenchObserver(b)
+	nonces := make([]uint64, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i & 4095
+		nonces[k]++
+		pid := agentPid(k)
+		EncodeFrame(o.sock.frame(), Frame{Pid: pid, Timestamp: 1, Nonce: nonces[k] + 1})
+		o.handleDatagram(recvResult{n: FrameSize, credPid: int32(pid), hasCred: true}, monoNow(), 0)
+		if i&255 == 0 {
+			o.fireDeadlines(monoNow())
+		}
+	}
+}
+
+// BenchmarkLoopStallAgents256: one stall surfaced at its own section's
+// threshold, and the beat that re-arms it, among 4096 pids over 256
+// sections with four thresholds.
+func BenchmarkLoopStallAgents256(b *testing.B) {
+	o := agentsBenchObserver(b)
+	nonces := make([]uint64, 4096)
+	for s := range o.tr.slots {
+		o.tr.slots[s].lastBeat -= 300_000_000 // past every threshold, not yet due for retirement
+	}
+	for {
+		if s, _ := o.tr.nearestActive(); s == noSlot {
+			break
+		}
+		o.fireDeadlines(monoNow())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i & 4095
+		s := o.tr.lookup(agentPid(k))
+		nonces[k]++
+		now := monoNow()
+		f := Frame{Pid: agentPid(k), Timestamp: 1, Nonce: nonces[k] + 1}
+		o.accept(s, 0, &f, now-o.tr.threshold(&o.tr.slots[s]), now) // a beat whose deadline is now
+		before := o.tr.slots[s].stalls
+		o.fireDeadlines(now)
+		if o.tr.slots[s].stalls != before+1 {
+			b.Fatalf("stall not surfaced")
+		}
+	}
+}
+
+// BenchmarkScrapeRender4096Agents256 is BenchmarkScrapeRender4096 with the
+// per-agent series of 256 sections added.
+func BenchmarkScrapeRender4096Agents256(b *testing.B) {
+	o := agentsBenchObserver(b, "--prom-addr", "127.0.0.1:0")
+	p := o.prom
+	now := monoNow()
+	buf := make([]byte, 0, 2*promOutChunk)
+	var size, steps int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var c renderCursor
+		p.startRender(&c, now)
+		size, steps = 0, 0
+		for !c.done() {
+			buf = p.renderStep(buf[:0], &c, now)
+			size += len(buf)
+			steps++
+		}
+	}
+	b.ReportMetric(float64(size), "body-bytes")
+	b.ReportMetric(float64(steps), "slices")
+}
