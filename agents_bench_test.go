@@ -15,7 +15,7 @@ import (
 // agentSectionsText (four distinct thresholds, 100 to 250 ms, scaled by
 // scale) and 4096 tracked pids, comm agent-k for k < 255 spread over the
 // sections by their comm.
-func agentsBenchObserver(b *testing.B, extra ...string) *observer {
+func agentsBenchObserver(b testing.TB, extra ...string) *observer {
 	o := newConfObserver(b, agentSectionsText(256), append([]string{"--tracker-capacity", "4096",
 		"--export-file", filepath.Join(shortTempDir(b), "e.tsv")}, extra...)...)
 	now := monoNow()

@@ -108,7 +108,7 @@ func TestFleet(t *testing.T) {
 	waitAlerts(t, prom, want, "only router-15's missing wifid")
 
 	// The faults.
-	byName["router-07"].agents["netd"].kill()                             // dies, nobody restarts it
+	byName["router-07"].agents["netd"].kill()                              // dies, nobody restarts it
 	byName["router-12"].agents["jobd"].cmd.Process.Signal(syscall.SIGSTOP) // hung: alive, not beating
 	r3 := byName["router-03"]
 	r3.agents["jobd"].kill()
