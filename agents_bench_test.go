@@ -87,7 +87,19 @@ func BenchmarkLoopStallAgents256(b *testing.B) {
 // BenchmarkScrapeRender4096Agents256 is BenchmarkScrapeRender4096 with the
 // per-agent series of 256 sections added.
 func BenchmarkScrapeRender4096Agents256(b *testing.B) {
-	o := agentsBenchObserver(b, "--prom-addr", "127.0.0.1:0")
+	benchScrapeRenderAgents(b, "on")
+}
+
+// BenchmarkScrapeRender4096Agents256PidSeriesOff is the same scrape with
+// --prom-pid-series off: the agent and observer series only (what a fleet
+// that knows its agents by name sends its Prometheus).
+func BenchmarkScrapeRender4096Agents256PidSeriesOff(b *testing.B) {
+	benchScrapeRenderAgents(b, "off")
+}
+
+func benchScrapeRenderAgents(b *testing.B, pidSeries string) {
+	o := agentsBenchObserver(b, "--prom-addr", "127.0.0.1:0", "--prom-pid-series", pidSeries)
+	series := len(seriesOf(renderAll(o.prom, monoNow(), 0)))
 	p := o.prom
 	now := monoNow()
 	buf := make([]byte, 0, 2*promOutChunk)
@@ -106,4 +118,5 @@ func BenchmarkScrapeRender4096Agents256(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "body-bytes")
 	b.ReportMetric(float64(steps), "slices")
+	b.ReportMetric(float64(series), "series")
 }
