@@ -100,23 +100,6 @@ func BenchmarkScrapeRender4096Agents256PidSeriesOff(b *testing.B) {
 func benchScrapeRenderAgents(b *testing.B, pidSeries string) {
 	o := agentsBenchObserver(b, "--prom-addr", "127.0.0.1:0", "--prom-pid-series", pidSeries)
 	series := len(seriesOf(renderAll(o.prom, monoNow(), 0)))
-	p := o.prom
-	now := monoNow()
-	buf := make([]byte, 0, 2*promOutChunk)
-	var size, steps int
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		var c renderCursor
-		p.startRender(&c, now)
-		size, steps = 0, 0
-		for !c.done() {
-			buf = p.renderStep(buf[:0], &c, now)
-			size += len(buf)
-			steps++
-		}
-	}
-	b.ReportMetric(float64(size), "body-bytes")
-	b.ReportMetric(float64(steps), "slices")
+	benchRender(b, o.prom, monoNow())
 	b.ReportMetric(float64(series), "series")
 }

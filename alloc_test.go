@@ -128,15 +128,14 @@ func TestAllocsEventFileFlush(t *testing.T) {
 	}
 }
 
-// TestAllocsLoopIteration: a whole turn of the loop (epoll_wait, drain,
-// deadlines, timeout computation) with a beat waiting allocates nothing.
-func TestAllocsLoopIteration(t *testing.T) {
-	o := newTestObserver(t, "--export-file", filepath.Join(shortTempDir(t), "e.tsv"))
+// beatTurn returns one turn of o's loop with a beat of this process
+// waiting, each beat with the next nonce.
+func beatTurn(t *testing.T, o *observer) func() {
 	fd := dialObserver(t, o)
 	pid := uint32(os.Getpid())
 	var frame [FrameSize]byte
 	nonce := uint64(1)
-	turn := func() {
+	return func() {
 		EncodeFrame(&frame, Frame{Status: StatusOK, Pid: pid, Nonce: nonce})
 		nonce++
 		unix.Write(fd, frame[:])
@@ -144,6 +143,13 @@ func TestAllocsLoopIteration(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestAllocsLoopIteration: a whole turn of the loop (epoll_wait, drain,
+// deadlines, timeout computation) with a beat waiting allocates nothing.
+func TestAllocsLoopIteration(t *testing.T) {
+	o := newTestObserver(t, "--export-file", filepath.Join(shortTempDir(t), "e.tsv"))
+	turn := beatTurn(t, o)
 	turn()
 	before := o.stats.beatsAccepted
 	if allocs := testing.AllocsPerRun(200, turn); allocs != 0 {
@@ -167,18 +173,7 @@ func TestAllocsLoopIterationPausing(t *testing.T) {
 	o.coal.interval = 244_140
 	o.coal.lastDrain = 1
 	o.coal.windowStart = 1 << 62 // no new rate measured: the interval stays
-	fd := dialObserver(t, o)
-	pid := uint32(os.Getpid())
-	var frame [FrameSize]byte
-	nonce := uint64(1)
-	turn := func() {
-		EncodeFrame(&frame, Frame{Status: StatusOK, Pid: pid, Nonce: nonce})
-		nonce++
-		unix.Write(fd, frame[:])
-		if err := o.iterate(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	turn := beatTurn(t, o)
 	turn()
 	before := o.stats.beatsAccepted
 	if allocs := testing.AllocsPerRun(200, turn); allocs != 0 {

@@ -23,6 +23,13 @@ func BenchmarkScrapeRender4096(b *testing.B) {
 	for i := 0; i < 4096; i++ {
 		addAgent(p, uint32(100_000+i), uint64(1000+i), Status(i%4), now, "agent-name-xyz")
 	}
+	steps := benchRender(b, p, now)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(steps)/1000, "µs/slice")
+}
+
+// benchRender renders whole scrapes of p, b.N times, reports the body
+// size and the number of slices, and returns the latter.
+func benchRender(b *testing.B, p *promServer, now int64) int {
 	buf := make([]byte, 0, 2*promOutChunk)
 	var size, steps int
 	b.ReportAllocs()
@@ -39,7 +46,7 @@ func BenchmarkScrapeRender4096(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "body-bytes")
 	b.ReportMetric(float64(steps), "slices")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(steps)/1000, "µs/slice")
+	return steps
 }
 
 // BenchmarkScrapeHTTP4096 serves whole scrapes of 4096 agents over a real
