@@ -335,7 +335,18 @@ func TestE2EGiveUpRefusedAtLowUptime(t *testing.T) {
 	}
 	var up float64
 	fmt.Sscan(string(b), &up)
-	offset := fmt.Sprint(-(int64(up) - 100))
+	// A time namespace's offsets count from the host's clocks, not from
+	// the namespace it is made in: when the test itself runs in one (its
+	// uptime shifted by cur), the new one's offset must include cur.
+	var cur int64
+	if b, err := os.ReadFile("/proc/self/timens_offsets"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "boottime" {
+				fmt.Sscan(f[1], &cur)
+			}
+		}
+	}
+	offset := fmt.Sprint(cur - (int64(up) - 100))
 	prefix := []string{"unshare", "-T", "--boottime", offset}
 	if os.Geteuid() != 0 {
 		prefix = []string{"unshare", "-U", "-r", "-T", "--boottime", offset}
