@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,7 +24,7 @@ import (
 func (p *observerProc) stdoutLine(t *testing.T, n int) string {
 	t.Helper()
 	var lines []string
-	waitFor(t, 10*time.Second, "stdout line "+itoa(n), func() bool {
+	waitFor(t, 10*time.Second, "stdout line "+strconv.Itoa(n), func() bool {
 		lines = strings.Split(p.stdout.String(), "\n")
 		return len(lines) > n
 	})
@@ -36,7 +37,7 @@ func (p *observerProc) reloaded(t *testing.T, n int) string {
 	t.Helper()
 	p.signal(syscall.SIGHUP)
 	log := ""
-	waitFor(t, 10*time.Second, "reload "+itoa(n), func() bool {
+	waitFor(t, 10*time.Second, "reload "+strconv.Itoa(n), func() bool {
 		log = p.stderr.String()
 		return strings.Count(log, "configuration reloaded")+strings.Count(log, "configuration reload failed") >= n
 	})

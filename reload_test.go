@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -136,7 +137,7 @@ func TestReloadRequeuesTheSocket(t *testing.T) {
 		t.Fatalf("an unchanged queue made a new socket")
 	}
 	want := sys + 7
-	rewrite(t, conf, main+itoa(want)+"'\n")
+	rewrite(t, conf, main+strconv.Itoa(want)+"'\n")
 	o.reload(monoNow())
 	if !o.am.reloadOK {
 		t.Fatal("reload failed")
@@ -162,8 +163,6 @@ func TestReloadRequeuesTheSocket(t *testing.T) {
 		t.Fatalf("%d beats after one on the new socket, want 4", n)
 	}
 }
-
-func itoa(n int) string { return sprintf("%d", n) }
 
 // Contract §9 reload: tracker_capacity grows and shrinks in place, every
 // pid keeping its slot state; below the tracked pids the reload fails.
@@ -211,14 +210,14 @@ func TestReloadResizesTheTracker(t *testing.T) {
 		}
 	}
 	for _, c := range []int{len(want), 4096, 64, len(want) + 1} {
-		rewrite(t, conf, "config varta-watch 'main'\n\toption tracker_capacity '"+itoa(c)+"'\n")
+		rewrite(t, conf, "config varta-watch 'main'\n\toption tracker_capacity '"+strconv.Itoa(c)+"'\n")
 		o.reload(monoNow())
 		if !o.am.reloadOK {
 			t.Fatalf("reload to capacity %d failed", c)
 		}
 		check(c)
 	}
-	rewrite(t, conf, "config varta-watch 'main'\n\toption tracker_capacity '"+itoa(len(want)-1)+"'\n")
+	rewrite(t, conf, "config varta-watch 'main'\n\toption tracker_capacity '"+strconv.Itoa(len(want)-1)+"'\n")
 	o.reload(monoNow())
 	if o.am.reloadOK {
 		t.Fatalf("a capacity below the %d tracked pids was taken", len(want))
@@ -244,5 +243,26 @@ func TestReloadUpdatesTheCoalescer(t *testing.T) {
 	o.reload(monoNow())
 	if o.coal.maxPause != 200_000 {
 		t.Fatalf("maxPause %d after a section with 20 ms, want 200 µs", o.coal.maxPause)
+	}
+}
+
+// Contract §9 reload, §2 --prom-rate-limit-per-sec/burst: a reload sets the
+// new limit on the running metrics server, which keeps its listener.
+func TestReloadSetsTheRateLimit(t *testing.T) {
+	main := "config varta-watch 'main'\n\toption threshold_ms '5000'\n\toption prom_addr '127.0.0.1:0'\n"
+	o, conf := reloadObserver(t, main, "--socket", filepath.Join(shortTempDir(t), "s.sock"))
+	lfd := o.prom.lfd
+	if o.prom.limiter.interval != 0 {
+		t.Fatalf("a rate limit at start: %+v", o.prom.limiter)
+	}
+	rewrite(t, conf, main+"\toption prom_rate_limit_per_sec '5'\n\toption prom_rate_limit_burst '2'\n")
+	o.reload(monoNow())
+	if l := o.prom.limiter; l.interval != 200_000_000 || l.burst != 2 || len(l.table) == 0 || o.prom.lfd != lfd {
+		t.Fatalf("after the reload: limiter %d ns, burst %d, listener %d (was %d)", l.interval, l.burst, o.prom.lfd, lfd)
+	}
+	rewrite(t, conf, main)
+	o.reload(monoNow())
+	if o.prom.limiter.interval != 0 {
+		t.Fatalf("the limit stayed after it was removed")
 	}
 }
