@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Contract §9 reload of the options a running observer is built on: the
