@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -264,5 +265,55 @@ func TestReloadSetsTheRateLimit(t *testing.T) {
 	o.reload(monoNow())
 	if o.prom.limiter.interval != 0 {
 		t.Fatalf("the limit stayed after it was removed")
+	}
+}
+
+// A scrape under way when a reload shrinks the tracker and removes agent
+// sections ends: its cursor may point past the new slots and sections.
+// (Before the cursor allowed for that, renderStep never returned: the
+// test then fails at go test's timeout, in renderStep.)
+func TestScrapeAcrossAShrinkingReloadEnds(t *testing.T) {
+	var sections strings.Builder
+	for i := 0; i < 256; i++ {
+		sections.WriteString("config agent 'a" + strconv.Itoa(i) + "'\n\toption comm 'c" + strconv.Itoa(i) + "'\n")
+	}
+	main := "config varta-watch 'main'\n\toption threshold_ms '5000'\n\toption prom_addr '127.0.0.1:0'\n\toption tracker_capacity '"
+	o, conf := reloadObserver(t, main+"4096'\n"+sections.String(), "--socket", filepath.Join(shortTempDir(t), "s.sock"))
+	for i := 0; i < 4000; i++ {
+		o.tr.insert(uint32(100000+i), 1)
+	}
+	for i := 0; i < 2000; i++ {
+		o.tr.remove(o.tr.lookup(uint32(100000 + i))) // the rest sit in slots 2000…3999
+	}
+	// scrape renders up to the point where at says to reload with text,
+	// then to its end.
+	scrape := func(at func(c *renderCursor) bool, text string) {
+		t.Helper()
+		var c renderCursor
+		o.prom.startRender(&c, 2)
+		buf := make([]byte, 0, 2*promOutChunk)
+		for !at(&c) {
+			if c.done() {
+				t.Fatal("the scrape ended before the reload")
+			}
+			buf = o.prom.renderStep(buf[:0], &c, 2)
+		}
+		rewrite(t, conf, text)
+		o.reload(3)
+		if !o.am.reloadOK {
+			t.Fatal("reload failed")
+		}
+		for i := 0; !c.done(); i++ {
+			if i > 1000 {
+				t.Fatalf("the scrape does not end: stage %d slot %d", c.stage, c.slot)
+			}
+			buf = o.prom.renderStep(buf[:0], &c, 2)
+		}
+	}
+	scrape(func(c *renderCursor) bool { return c.stage == stageAgents && c.slot&511 > 2 },
+		main+"4096'\nconfig agent 'a0'\n\toption comm 'c0'\n")
+	scrape(func(c *renderCursor) bool { return c.stage == stageBeats && c.slot > 2100 }, main+"2048'\n")
+	if o.tr.capacity() != 2048 || o.tr.n != 2000 {
+		t.Fatalf("capacity %d with %d pids, want 2048 with 2000", o.tr.capacity(), o.tr.n)
 	}
 }
