@@ -57,8 +57,9 @@ func (e *partEnv) ioError(now int64, op string, err error) {
 // observer is the whole daemon: one event loop that owns every fd.
 type observer struct {
 	cfg         config
-	args        []string  // the command line, read again at a reload
-	stdout      io.Writer // where a reload prints a new metrics address, nil nowhere
+	args        []string    // the command line, read again at a reload
+	stdout      io.Writer   // where a reload prints a new metrics address, nil nowhere
+	addrLines   chan string // those addresses, to the goroutine that prints them
 	log         *logger
 	poll        *poller
 	sock        *vlpSocket

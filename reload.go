@@ -36,6 +36,7 @@ package main
 //     log at once.
 
 import (
+	"io"
 	"slices"
 	"time"
 
@@ -312,9 +313,23 @@ func (o *observer) applyProm(s *staged, prev *config) {
 	}
 	o.prom.view = o.metricsView()
 	o.log.info("metrics endpoint listening", fStr("addr", o.prom.addr()), fStr("old", prev.promAddr))
-	if o.stdout != nil {
-		// A goroutine: a stdout nobody reads must not stop the loop.
-		go printAddr(o.stdout, o.prom.addr(), o.log)
+	if o.stdout == nil {
+		return
+	}
+	if o.addrLines == nil {
+		// A goroutine writes them, in order: a stdout nobody reads must
+		// not stop the loop.
+		o.addrLines = make(chan string, 8)
+		go func(c <-chan string, w io.Writer, log *logger) {
+			for a := range c {
+				printAddr(w, a, log)
+			}
+		}(o.addrLines, o.stdout, o.log)
+	}
+	select {
+	case o.addrLines <- o.prom.addr():
+	default:
+		o.log.lostLine()
 	}
 }
 
