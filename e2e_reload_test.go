@@ -281,3 +281,47 @@ func TestE2EReloadSwitchesTheLogFormat(t *testing.T) {
 		t.Errorf("the start was logged as JSON already: %q", first)
 	}
 }
+
+// Contract §9 reload, §3: a changed socket_queue needs a new socket at the
+// same path; it is renamed over the path while an agent beats every 2 ms,
+// and every beat the kernel queued, on the old socket or the new, is
+// counted. A queue of the socket's own takes CAP_SYS_ADMIN: the test needs
+// the start to have one.
+func TestE2EReloadRequeuesTheSocket(t *testing.T) {
+	sys, err := maxDgramQlen()
+	if err != nil {
+		t.Skipf("no net.unix.max_dgram_qlen: %v", err)
+	}
+	dir := shortTempDir(t)
+	main := "config varta-watch 'main'\n\toption threshold_ms '2000'\n"
+	conf := writeConfFile(t, dir, main)
+	p := startObserver(t, observerOpts{args: []string{"--config", conf, "--prom-addr", "127.0.0.1:0"}})
+	waitFor(t, 10*time.Second, "the start-up log", func() bool { return strings.Contains(p.stderr.String(), "socket queue limit") })
+	if !strings.Contains(p.stderr.String(), `source="own network namespace"`) {
+		t.Skipf("no socket queue of its own here (CAP_SYS_ADMIN, network namespaces):\n%s", p.stderr.String())
+	}
+	a := startReportingAgent(t, p.socket, "--interval-ms", "2")
+	series := `varta_beats_total{pid="` + a.pid + `"}`
+	waitScrape(t, p, 10*time.Second, "some beats", func(b string) bool { return metricValueOr(b, series) >= 20 })
+	for i, q := range []int{0, sys + 50} {
+		writeConfFile(t, dir, main+"\toption socket_queue '"+strconv.Itoa(q)+"'\n")
+		p.reloaded(t, i+1)
+		want := strconv.Itoa(max(q, sys))
+		before := metricValueOr(scrape(t, p, nil), series)
+		body := waitScrape(t, p, 10*time.Second, "beats after the new queue", func(b string) bool { return metricValueOr(b, series) >= before+20 })
+		if v := sampleValue(body, "varta_socket_queue_datagrams"); v != want {
+			t.Fatalf("socket_queue %d: varta_socket_queue_datagrams %s, want %s", q, v, want)
+		}
+	}
+	sent, _ := a.stop(t)
+	body := waitScrape(t, p, 10*time.Second, "every beat sent", func(b string) bool { return metricValueOr(b, series) >= float64(sent) })
+	if v := metricValueOr(body, series); v != float64(sent) {
+		t.Errorf("%v beats counted, the agent sent %d", v, sent)
+	}
+	if n := countEvents(p.readEvents(), "stall", a.pid); n != 0 {
+		t.Errorf("%d stalls of an agent that beat through the reloads", n)
+	}
+	if _, err := os.Lstat(p.socket + ".reload"); !os.IsNotExist(err) {
+		t.Errorf("the socket bound beside the path is still there: %v", err)
+	}
+}
