@@ -127,7 +127,8 @@ func TestE2EReloadOfBadListenerOptionsKeepsTheListener(t *testing.T) {
 	}
 }
 
-// Contract §9 reload, §3: a changed socket path is bound at the reload;
+// Contract §9 reload, §3: a changed socket path is bound at the reload,
+// with the new socket_mode;
 // beats queued on the old socket while the observer could not read them
 // are judged (in the event file), the old path is removed, and agents on
 // the new path are tracked.
@@ -139,7 +140,7 @@ func TestE2EReloadMovesTheSocket(t *testing.T) {
 	p := startObserver(t, observerOpts{args: []string{"--config", conf, "--prom-addr", "127.0.0.1:0"}, socketInFile: first})
 	p.stopped()
 	a := runAgent(t, first, "--interval-ms", "5", "--count", "5") // queued while the observer is stopped
-	writeConfFile(t, dir, main+second+"'\n")
+	writeConfFile(t, dir, main+second+"'\n\toption socket_mode '0660'\n")
 	p.signal(syscall.SIGHUP)
 	p.signal(syscall.SIGCONT)
 	waitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(p.stderr.String(), "configuration reloaded") })
@@ -152,6 +153,9 @@ func TestE2EReloadMovesTheSocket(t *testing.T) {
 	})
 	if _, err := os.Lstat(first); !os.IsNotExist(err) {
 		t.Errorf("the old socket path is still there: %v", err)
+	}
+	if fi, err := os.Lstat(second); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Errorf("the new socket: %v, %v; want mode 0660", fi, err)
 	}
 }
 
