@@ -128,10 +128,9 @@ func TestE2EReloadOfBadListenerOptionsKeepsTheListener(t *testing.T) {
 }
 
 // Contract §9 reload, §3: a changed socket path is bound at the reload,
-// with the new socket_mode;
-// beats queued on the old socket while the observer could not read them
-// are judged (in the event file), the old path is removed, and agents on
-// the new path are tracked.
+// with the new socket_mode; beats queued on the old socket while the
+// observer could not read them are judged (in the event file), the old
+// path is removed, and agents on the new path are tracked.
 func TestE2EReloadMovesTheSocket(t *testing.T) {
 	dir := shortTempDir(t)
 	first, second := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
