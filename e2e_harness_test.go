@@ -21,6 +21,7 @@ package main
 //	e2e_signals_test.go    §8: SIGPIPE, closed streams, SIGQUIT
 //	e2e_config_test.go     §9 the configuration file: errors, main section
 //	e2e_agents_test.go     §9 agents by name: matching, thresholds, missing, escalation, reload
+//	e2e_reload_test.go     §9 reload of the socket, listener, tracker, watchdog, lifecycle options
 //	e2e_qemu_test.go       the ARM and MIPS builds under qemu-user
 
 import (
@@ -169,6 +170,12 @@ type observerOpts struct {
 	// stderr, when set, is where the observer's stderr goes instead of
 	// p.stderr (which then stays empty).
 	stderr *os.File
+	// socketInFile is the socket a --config file names: no --socket flag
+	// is passed then (a flag wins over the file, also at a reload).
+	socketInFile string
+	// promInFile: a --config file sets prom_addr; wait for the address
+	// line as for --prom-addr.
+	promInFile bool
 }
 
 // startObserver runs the observer as opts says and returns once its socket
@@ -199,6 +206,8 @@ func startObserver(t testing.TB, opts observerOpts) *observerProc {
 	}
 	if v, ok := has("--socket"); ok {
 		p.socket = v
+	} else if opts.socketInFile != "" {
+		p.socket = opts.socketInFile
 	} else {
 		args = append(args, "--socket", p.socket)
 	}
@@ -208,6 +217,7 @@ func startObserver(t testing.TB, opts observerOpts) *observerProc {
 		args = append(args, "--export-file", p.events)
 	}
 	_, wantProm := has("--prom-addr")
+	wantProm = wantProm || opts.promInFile
 	p.cmd = exec.Command(argv0[0], append(append([]string{}, argv0[1:]...), args...)...)
 	p.cmd.Stderr = p.stderr
 	if opts.stderr != nil {

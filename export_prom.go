@@ -133,15 +133,43 @@ func newPromServer(cfg *config, env partEnv, view metricsView) (*promServer, err
 	if err := p.self.init(); err != nil {
 		env.log.warn("process metrics unavailable", fStr("err", err.Error()))
 	}
-	if err := p.listen(cfg.promAddr); err != nil {
-		return nil, errorf("--prom-addr %s: %v", cfg.promAddr, err)
-	}
-	if err := env.poll.add(p.lfd, true, false); err != nil {
-		p.close()
-		return nil, errorf("--prom-addr %s: %v", cfg.promAddr, err)
-	}
 	p.conns = make([]*promConn, 0, promMaxConns)
+	fd, bound, err := listenOn(cfg.promAddr, env.poll)
+	if err != nil {
+		return nil, err
+	}
+	p.lfd, p.bound = fd, bound
 	return p, nil
+}
+
+// listenOn is listenTCP with the listener registered with poll; its errors
+// name the address.
+func listenOn(addr string, poll *poller) (int, string, error) {
+	fd, bound, err := listenTCP(addr)
+	if err == nil {
+		if err = poll.add(fd, true, false); err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		return -1, "", errorf("--prom-addr %s: %v", addr, err)
+	}
+	return fd, bound, nil
+}
+
+// relisten makes fd, bound to bound, the listener in place of the one
+// before, which is closed with every connection it accepted; the counters
+// and the rate limiter's memory stay.
+func (p *promServer) relisten(fd int, bound string) {
+	p.close()
+	p.lfd, p.bound = fd, bound
+	p.acceptPausedUntil, p.acceptFailing = 0, false
+}
+
+// setLimit replaces the rate limit (a reload): every bucket starts full.
+func (p *promServer) setLimit(perSec, burst int64) {
+	p.limiter = rateLimiter{}
+	p.limiter.init(perSec, burst)
 }
 
 // writing reports whether a response is being sent: the loop then does not

@@ -75,6 +75,13 @@ func newLogger(json bool, out *os.File) *logger {
 	return l
 }
 
+// setJSON switches the format of the lines logged from now on (a reload).
+func (l *logger) setJSON(json bool) {
+	l.mu.Lock()
+	l.json = json
+	l.mu.Unlock()
+}
+
 func (l *logger) info(msg string, fs ...field)  { l.log(levelInfo, msg, fs) }
 func (l *logger) warn(msg string, fs ...field)  { l.log(levelWarn, msg, fs) }
 func (l *logger) error(msg string, fs ...field) { l.log(levelError, msg, fs) }

@@ -113,18 +113,23 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 	if err != nil {
 		return fail("start failed", err)
 	}
-	o.args = args
+	o.args, o.stdout = args, stdout
 	if o.prom != nil {
-		// A stdout nobody reads any more does not stop the observer
-		// (guardSignals): the line is counted as lost and it serves on.
-		if _, err := io.WriteString(stdout, o.prom.addr()+"\n"); err != nil {
-			log.lostLine()
-		} else if f, ok := stdout.(*os.File); ok {
-			f.Sync()
-		}
+		printAddr(stdout, o.prom.addr(), log)
 	}
 	if err := o.run(); err != nil {
 		return fail("stopped by an error", err)
 	}
 	return 0
+}
+
+// printAddr writes the bound metrics address as a line on stdout. A stdout
+// nobody reads any more does not stop the observer (guardSignals): the
+// line is counted as lost and it serves on.
+func printAddr(stdout io.Writer, addr string, log *logger) {
+	if _, err := io.WriteString(stdout, addr+"\n"); err != nil {
+		log.lostLine()
+	} else if f, ok := stdout.(*os.File); ok {
+		f.Sync()
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -56,7 +57,9 @@ func (e *partEnv) ioError(now int64, op string, err error) {
 // observer is the whole daemon: one event loop that owns every fd.
 type observer struct {
 	cfg         config
-	args        []string // the command line, read again at a reload
+	args        []string    // the command line, read again at a reload
+	stdout      io.Writer   // where a reload prints a new metrics address, nil nowhere
+	addrLines   chan string // those addresses, to the goroutine that prints them
 	log         *logger
 	poll        *poller
 	sock        *vlpSocket
@@ -585,6 +588,12 @@ func (o *observer) logStart() {
 	if o.rec != nil {
 		o.rec.logStart()
 	}
+	o.logQueue()
+}
+
+// logQueue logs the socket's queue limit, and how to raise it when it is
+// short for the tracker.
+func (o *observer) logQueue() {
 	if q := o.sock.queue; q.qlen > 0 {
 		if q.private {
 			o.log.info("socket queue limit", fStr("source", "own network namespace"), fInt("datagrams", int64(q.qlen)),

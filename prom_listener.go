@@ -23,42 +23,47 @@ func resolveListenAddr(addr string) (family int, sa unix.Sockaddr, err error) {
 	return unix.AF_INET, &unix.SockaddrInet4{Port: a.port, Addr: a.ip4}, nil
 }
 
-func (p *promServer) listen(addr string) error {
+// listenTCP returns a non-blocking listening socket bound to addr and the
+// address it is bound to; on an error nothing is left open.
+func listenTCP(addr string) (fd int, bound string, err error) {
 	family, sa, err := resolveListenAddr(addr)
 	if err != nil {
-		return err
+		return -1, "", err
 	}
-	fd, err := newSocket(family, unix.SOCK_STREAM)
+	fd, err = newSocket(family, unix.SOCK_STREAM)
 	if err != nil && family == unix.AF_INET6 && addr[0] == ':' {
 		// No IPv6 on this box: ":PORT" means every IPv4 address then.
 		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: sa.(*unix.SockaddrInet6).Port}
 		fd, err = newSocket(family, unix.SOCK_STREAM)
 	}
 	if err != nil {
-		return os.NewSyscallError("socket", err)
+		return -1, "", os.NewSyscallError("socket", err)
 	}
-	p.lfd = fd
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			fd = -1
+		}
+	}()
+	if err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fd, "", os.NewSyscallError("setsockopt SO_REUSEADDR", err)
 	}
 	if s6, ok := sa.(*unix.SockaddrInet6); ok && s6.Addr == [16]byte{} {
 		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
 	}
-	if err := unix.Bind(fd, sa); err != nil {
+	if err = unix.Bind(fd, sa); err != nil {
 		if err == unix.EADDRINUSE {
-			return errorf("address already in use")
+			return fd, "", errorf("address already in use")
 		}
-		return os.NewSyscallError("bind", err)
+		return fd, "", os.NewSyscallError("bind", err)
 	}
-	if err := unix.Listen(fd, promListenBacklog); err != nil {
-		return os.NewSyscallError("listen", err)
+	if err = unix.Listen(fd, promListenBacklog); err != nil {
+		return fd, "", os.NewSyscallError("listen", err)
 	}
-	bound, err := localAddr(fd)
-	if err != nil {
-		return os.NewSyscallError("getsockname", err)
+	if bound, err = localAddr(fd); err != nil {
+		return fd, "", os.NewSyscallError("getsockname", err)
 	}
-	p.bound = bound
-	return nil
+	return fd, bound, nil
 }
 
 // localAddr wraps getsockname(2) and returns the IPv4 or IPv6 address as

@@ -164,7 +164,7 @@ func (p *promServer) renderStep(b []byte, c *renderCursor, now int64) []byte {
 			}
 			b = appendAgentSample(b, c, sl)
 		}
-		if c.slot == len(tr.slots) {
+		if c.slot >= len(tr.slots) { // >: a reload shrank the tracker under this scrape
 			c.stage++
 			c.slot = 0
 		}

@@ -52,7 +52,7 @@ func (p *promServer) appendAgentFamily(b []byte, pos int) ([]byte, int) {
 			b = appendAgentSeries(b, p.view.tr, t, i, k)
 		}
 		pos = i<<9 | k
-		if k == len(t.agents) {
+		if k >= len(t.agents) { // >: a reload removed sections under this scrape
 			pos = (i + 1) << 9
 		}
 	}

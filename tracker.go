@@ -275,3 +275,55 @@ func (t *tracker) linkSorted(s int32, kind uint8) {
 		ss.prev, ss.next, sp.prev, sp.next = pp, p, s, sn
 	}
 }
+
+// resize gives the tracker room for capacity pids (at least t.n), at a
+// reload: a slot keeps its index where it fits, the others move to free
+// slots below capacity (a scrape under way may miss a moved pid once), and
+// the index is built again. The lists stay linked, each in index order:
+// setAgents links them again in the order they keep.
+func (t *tracker) resize(capacity int) {
+	old := t.slots
+	kinds := make([]uint8, len(old))
+	for s := range old {
+		if kinds[s] = old[s].list; kinds[s] != slotFree {
+			t.unlink(int32(s))
+		}
+	}
+	nt := newTracker(capacity)
+	t.slots, t.index, t.mask = nt.slots, nt.index, nt.mask
+	dst := make([]int32, len(old))
+	used := make([]bool, capacity)
+	for s, k := range kinds {
+		if dst[s] = noSlot; k != slotFree && s < capacity {
+			dst[s], used[s] = int32(s), true
+		}
+	}
+	free := 0
+	for s, k := range kinds {
+		if k != slotFree && s >= capacity {
+			for used[free] {
+				free++
+			}
+			dst[s], used[free] = int32(free), true
+		}
+	}
+	t.freeHead = noSlot
+	for d := capacity - 1; d >= 0; d-- {
+		if !used[d] {
+			t.slots[d] = slot{next: t.freeHead, prev: noSlot}
+			t.freeHead = int32(d)
+		}
+	}
+	for s, d := range dst {
+		if d == noSlot {
+			continue
+		}
+		t.slots[d] = old[s]
+		i := t.hash(old[s].pid)
+		for t.index[i] != noSlot {
+			i = (i + 1) & t.mask
+		}
+		t.index[i] = d
+		t.link(d, kinds[s])
+	}
+}

@@ -83,31 +83,46 @@ func bindVLPSocket(path string, mode uint32, wantQueue int) (*vlpSocket, error) 
 
 // bindLocked is bindVLPSocket once the path's lock is held.
 func bindLocked(path string, mode uint32, wantQueue int) (*vlpSocket, error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err == nil {
-		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-			return nil, errorf("socket %s: path exists and is not a socket; refusing to replace it", path)
-		}
-		live, err := socketIsLive(path)
-		if err != nil {
-			return nil, errorf("socket %s: cannot tell whether an observer is running: %v", path, err)
-		}
-		if live {
-			return nil, errorf("socket %s: already running: another observer is bound to this path", path)
-		}
-		if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
-			return nil, errorf("socket %s: cannot remove stale socket: %v", path, err)
-		}
-	} else if err != unix.ENOENT {
-		return nil, errorf("socket %s: %v", path, err)
+	if err := clearPath(path); err != nil {
+		return nil, err
 	}
-
 	fd, queue, err := openQueuedSocket(wantQueue)
 	if err != nil {
 		return nil, errorf("socket %s: %v", path, os.NewSyscallError("socket", err))
 	}
+	return bindFd(fd, path, mode, queue)
+}
+
+// clearPath makes way for a socket at path: nothing there, or a stale
+// socket it removes; anything else is an error.
+func clearPath(path string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err == nil {
+		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return errorf("socket %s: path exists and is not a socket; refusing to replace it", path)
+		}
+		live, err := socketIsLive(path)
+		if err != nil {
+			return errorf("socket %s: cannot tell whether an observer is running: %v", path, err)
+		}
+		if live {
+			return errorf("socket %s: already running: another observer is bound to this path", path)
+		}
+		if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
+			return errorf("socket %s: cannot remove stale socket: %v", path, err)
+		}
+	} else if err != unix.ENOENT {
+		return errorf("socket %s: %v", path, err)
+	}
+	return nil
+}
+
+// bindFd binds the datagram socket fd to path with mode and sets it up;
+// on an error fd is closed.
+func bindFd(fd int, path string, mode uint32, queue socketQueue) (*vlpSocket, error) {
+	var st unix.Stat_t
 	old := unix.Umask(int(^mode & 0o777))
-	err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+	err := unix.Bind(fd, &unix.SockaddrUnix{Name: path})
 	unix.Umask(old)
 	if err != nil {
 		unix.Close(fd)
@@ -132,6 +147,63 @@ func bindLocked(path string, mode uint32, wantQueue int) (*vlpSocket, error) {
 	s.msg.SetIovlen(1)
 	s.msg.Control = &s.oob[0]
 	return s, nil
+}
+
+// requeue returns a socket for s's path with the queue a start would give
+// it for want (openQueuedSocket), or nil when that is the queue s has. The
+// queue is fixed when a socket is created, so the new one is bound beside
+// the path, at PATH.reload, until handOver renames it over the path.
+func (s *vlpSocket) requeue(mode uint32, want int) (*vlpSocket, error) {
+	fd, q, err := openQueuedSocket(want)
+	if err != nil {
+		return nil, errorf("socket %s: %v", s.path, os.NewSyscallError("socket", err))
+	}
+	if q.qlen == s.queue.qlen && q.private == s.queue.private {
+		unix.Close(fd)
+		return nil, nil
+	}
+	tmp := s.path + ".reload"
+	err = errorf("socket %s: a new queue needs a socket bound beside it at %s, longer than a Unix socket path may be (%d bytes); a restart applies it",
+		s.path, tmp, maxSocketPath)
+	if len(tmp) <= maxSocketPath {
+		err = clearPath(tmp)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return bindFd(fd, tmp, mode, q)
+}
+
+// handOver renames n, bound beside s by requeue, over s's path: rename(2)
+// replaces the path atomically, so a sender finds s or n there, never
+// nothing. n takes the path's lock; s, still open, is drained next.
+func (s *vlpSocket) handOver(n *vlpSocket) error {
+	if err := unix.Rename(n.path, s.path); err != nil {
+		return errorf("socket %s: %v", s.path, os.NewSyscallError("rename", err))
+	}
+	n.path, n.lock, s.lock = s.path, s.lock, -1
+	s.removed = true // the path is n's now
+	return nil
+}
+
+// chmod sets the mode of the socket file, if the path still holds it.
+func (s *vlpSocket) chmod(mode uint32) error {
+	if !s.holdsPath() {
+		return errorf("socket %s: the path no longer holds the observer's socket", s.path)
+	}
+	if err := unix.Chmod(s.path, mode); err != nil {
+		return errorf("socket %s: %v", s.path, os.NewSyscallError("chmod", err))
+	}
+	return nil
+}
+
+// holdsPath reports whether s.path is still the socket this process bound
+// (same device and inode).
+func (s *vlpSocket) holdsPath() bool {
+	var st unix.Stat_t
+	return unix.Lstat(s.path, &st) == nil && uint64(st.Dev) == s.dev && uint64(st.Ino) == s.ino &&
+		st.Mode&unix.S_IFMT == unix.S_IFSOCK
 }
 
 // socketIsLive connects a throwaway datagram socket to path: a bound socket
@@ -310,9 +382,7 @@ func (s *vlpSocket) close() {
 	}
 	if !s.removed && s.ino != 0 {
 		s.removed = true
-		var st unix.Stat_t
-		if unix.Lstat(s.path, &st) == nil && uint64(st.Dev) == s.dev && uint64(st.Ino) == s.ino &&
-			st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		if s.holdsPath() {
 			unix.Unlink(s.path)
 		}
 	}
