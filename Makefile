@@ -41,8 +41,8 @@ test-qemu:
 	@for t in "arm GOARM=7 qemu-arm-static" "mipsle GOMIPS=softfloat qemu-mipsel-static"; do \
 		set -- $$t; \
 		if command -v $$3 >/dev/null 2>&1; then \
-			echo "unit tests for linux/$$1 ($$2) under $$3"; \
-			env VARTA_E2E=0 GOARCH=$$1 $$2 $(GO) test -count=1 -timeout 20m -exec $$3 . ./internal/... || exit 1; \
+			echo "unit tests for linux/$$1 ($$2) under $$3 (SKIP there: the tests whose observer spawns recovery children, which qemu-user can deadlock between fork and exec)"; \
+			env VARTA_E2E=0 VARTA_QEMU_USER=1 GOARCH=$$1 $$2 $(GO) test -count=1 -timeout 20m -exec $$3 . ./internal/... || exit 1; \
 		else \
 			echo "SKIP: $$3 not installed: unit tests for linux/$$1 not run under qemu"; \
 		fi; \

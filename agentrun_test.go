@@ -191,5 +191,6 @@ func newConfObserver(t testing.TB, text string, args ...string) *observer {
 		t.Fatal(err)
 	}
 	t.Cleanup(o.closeAll)
+	skipRecoveryUnderQemuUser(t, o)
 	return o
 }

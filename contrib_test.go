@@ -727,23 +727,28 @@ func waitFileContains(t *testing.T, path, want string) {
 // binary either cannot be executed at all or runs as qemu's process, and
 // /proc/PID/exe names qemu.
 func notMatchable(exe string) string {
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "VARTA_TEST_FAKE_DAEMON="+os.DevNull)
-	if err := cmd.Start(); err != nil {
-		return fmt.Sprintf("the test binary cannot run natively (go test -exec?): %v", err)
-	}
-	defer func() {
+	// A probe that finds its child already gone (seen once under two
+	// make test side by side) is tried again, and says how the child ended.
+	why := ""
+	for try := 0; try < 3; try++ {
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), "VARTA_TEST_FAKE_DAEMON="+os.DevNull)
+		if err := cmd.Start(); err != nil {
+			return fmt.Sprintf("the test binary cannot run natively (go test -exec?): %v", err)
+		}
+		seen, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
 		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	seen, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
-	if err != nil {
-		return fmt.Sprintf("cannot read /proc/PID/exe: %v", err)
+		status := cmd.Wait()
+		if err != nil {
+			why = fmt.Sprintf("cannot read /proc/PID/exe: %v (the probe ended: %v)", err, status)
+			continue
+		}
+		if seen != exe {
+			return fmt.Sprintf("the test binary runs as %s (an emulator?): start-stop-daemon -x cannot match it", seen)
+		}
+		return ""
 	}
-	if seen != exe {
-		return fmt.Sprintf("the test binary runs as %s (an emulator?): start-stop-daemon -x cannot match it", seen)
-	}
-	return ""
+	return why
 }
 
 func TestSystemdUnit(t *testing.T) {

@@ -100,6 +100,7 @@ func newRecoveryObserver(t *testing.T, tweak func(*config)) *recoveryObserver {
 	if err != nil {
 		t.Fatal(err)
 	}
+	skipRecoveryUnderQemuUser(t, o)
 	to := &recoveryObserver{observer: o, t: t, logPath: logPath}
 	o.logStart()
 	t.Cleanup(func() {
