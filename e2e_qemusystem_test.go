@@ -200,9 +200,13 @@ ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up || fail "no eth0"
 echo "VARTA-KERNEL $(uname -r) $(uname -m)"
 
 mkdir -p /etc/default
+# The recovery command: a fork and exec by the observer on this kernel.
+printf '#!/bin/sh\necho "$1 $VARTA_PID" >>/tmp/recovered\n' >/usr/bin/recover
+chmod 755 /usr/bin/recover
 cat >/etc/default/varta-watch <<EOF
 VARTA_THRESHOLD_MS=500
 VARTA_PROM_ADDR=0.0.0.0:9100
+VARTA_RECOVERY_EXEC="/usr/bin/recover {pid}"
 EOF
 /etc/init.d/varta-watch start || fail "init script start"
 OBS=$(cat /var/run/varta-watch.pid)
@@ -227,6 +231,7 @@ sleep 1
 echo VARTA-READY
 read -r go
 /etc/init.d/varta-watch stop
+echo "VARTA-RECOVERED $(cat /tmp/recovered 2>/dev/null)"
 echo VARTA-EVENTS
 cat /var/log/varta/events.tsv
 echo VARTA-LOG
@@ -540,6 +545,7 @@ func testQemuSystem(t *testing.T, a qsysArch) {
 		kind, pid, nonce, p string
 	}
 	var beats, stalls []row
+	var recoveries []string
 	mismatches := 0
 	for _, l := range events {
 		f := strings.Split(l, "\t")
@@ -558,6 +564,8 @@ func testQemuSystem(t *testing.T, a qsysArch) {
 			stalls = append(stalls, r)
 		case r.kind == "mismatch" && r.pid == "4242" && r.p == "auth_failure":
 			mismatches++
+		case r.kind == "recovery" && r.pid == agentPid:
+			recoveries = append(recoveries, r.p)
 		case r.kind == "beat" || r.kind == "stall":
 			t.Errorf("event for an unexpected pid: %q", l)
 		}
@@ -594,5 +602,14 @@ func testQemuSystem(t *testing.T, a qsysArch) {
 	}
 	if late := stalls[0].ns - beats[39].ns; late < 500e6 {
 		t.Errorf("stall %v after the last beat, before the 500 ms threshold", time.Duration(late))
+	}
+	// The stall's recovery command, forked, exec'd and reaped by the
+	// observer on this kernel (qemu-user can deadlock such a child, so the
+	// unit tests do not spawn recovery children there).
+	if got := strings.Join(recoveries, " "); got != "spawned exit_0" {
+		t.Errorf("recovery rows for the agent %q, want spawned exit_0; events:\n%s", got, strings.Join(events, "\n"))
+	}
+	if want := "VARTA-RECOVERED " + agentPid + " " + agentPid; !strings.Contains(g.console(), want) {
+		t.Errorf("the recovery command did not run with the agent's pid as {pid} and VARTA_PID (want %q on the console)", want)
 	}
 }
