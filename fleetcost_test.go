@@ -25,9 +25,9 @@ func seriesOf(body string) map[string]bool {
 	return s
 }
 
-// restartAgent retires the pid of slot k's agent and tracks a new pid
-// that belongs to the same section, as when an init system restarts the
-// agent; it returns the new pid.
+// restartAgent retires the tracked pid old and tracks fresh, with old's
+// comm, in the same agent section, as when an init system restarts the
+// agent.
 func restartAgent(t testing.TB, o *observer, old, fresh uint32) {
 	t.Helper()
 	s := o.tr.lookup(old)
