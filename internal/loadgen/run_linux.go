@@ -249,10 +249,6 @@ func runPaced(s *Sender, cfg Config) (Result, error) {
 			res.LostRuns++
 		}
 		lostLast[i] = !ok
-		if !ok && !lostLast[i] {
-			res.LostRuns++
-		}
-		lostLast[i] = !ok
 		if ok {
 			res.Sent++
 		} else {
