@@ -113,3 +113,49 @@ func waitBlocked(t *testing.T, tid int) {
 	}
 	t.Fatalf("thread %d never slept outside a futex", tid)
 }
+
+// TestBusyLoopHoldsItsWaits: while datagrams come at heldMinRate or faster
+// a turn waits at most heldWaitMax, whatever its next deadline (here none
+// within a minute), and passes through the scheduler first; so the wait
+// is a held one that sysmon never retakes (poll_linux.go).
+func TestBusyLoopHoldsItsWaits(t *testing.T) {
+	o := newTestObserver(t, "--threshold-ms", "60000")
+	o.coal = newCoalescer(256, o.threshold)
+	o.coal.windowStart = 1 << 62 // no new rate measured: stays busy
+	o.coal.fast = true
+	if p := o.coalescePause(o.timeout(monoNow())); p != 0 {
+		t.Fatalf("a pause of %d ns planned: this test is about the waits that are no pause", p)
+	}
+	y0 := monoNow()
+	o.lastYield = y0
+	done := make(chan error, 1)
+	go func() { done <- o.iterate() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a busy loop's turn with nothing to do did not end within 20 s: its wait was not capped")
+	}
+	if o.lastYield == y0 {
+		t.Fatal("no pass through the scheduler before a held wait")
+	}
+	if !o.coal.busy() {
+		t.Fatal("busy cleared without a new rate")
+	}
+	o.coal.fast = false
+	if d := o.timeout(monoNow()); d >= 0 && d < time.Second.Nanoseconds() {
+		t.Fatalf("the test observer has a deadline in %d ns: the quiet turn below needs none", d)
+	}
+	go func() { done <- o.iterate() }()
+	select {
+	case err := <-done:
+		t.Fatalf("a quiet loop's turn with nothing due ended (%v): it should wait for its deadline", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	o.poll.wake()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

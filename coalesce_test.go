@@ -82,3 +82,29 @@ func TestNoCoalescingPauseWhileAScrapeIsWritten(t *testing.T) {
 		t.Fatalf("no pause once the response is sent (pause %d)", p)
 	}
 }
+
+// TestCoalescerBusy: from heldMinRate datagrams/s the loop's waits are held
+// ones (observer.iterate); below it, and once the datagrams stop, they are
+// not, so a quiet observer goes back to waits that let the P go.
+func TestCoalescerBusy(t *testing.T) {
+	c := newCoalescer(256, 1_500_000_000)
+	if c.busy() {
+		t.Fatal("busy before any rate was measured")
+	}
+	now := feed(&c, 100, 1, 10_000_000) // 100/s, under coalesceMinRate: no pause
+	if !c.busy() || c.pause(-1) != 0 {
+		t.Fatalf("at 100 datagrams/s: busy %v, pause %d; want busy, no pause", c.busy(), c.pause(-1))
+	}
+	for i := 0; i < 30; i++ { // the datagrams stop; the loop turns every heldWaitMax
+		now += heldWaitMax
+		c.note(0, now)
+	}
+	if c.busy() {
+		t.Fatal("still busy 270 ms after the last datagram")
+	}
+	c = newCoalescer(256, 1_500_000_000)
+	feed(&c, 100, 1, 1_000_000_000/(heldMinRate/2))
+	if c.busy() {
+		t.Fatalf("busy at %d datagrams/s", heldMinRate/2)
+	}
+}

@@ -22,6 +22,7 @@ const (
 	livenessBudget = 64        // /proc liveness checks per iteration
 	retireFactor   = 10        // retirement/eviction after retireFactor × threshold
 	yieldInterval  = 5_000_000 // ns between two passes through the scheduler, see iterate
+	heldWaitMax    = 9_000_000 // ns, the longest wait that keeps the loop's P: under sysmon's 10 ms (poll_linux.go)
 )
 
 // Signal bits set by the signal goroutine and consumed by the loop.
@@ -179,14 +180,10 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 
 // run serves until a stop signal or --shutdown-after-secs, then shuts down.
 func (o *observer) run() error {
-	// With a single P (GOMAXPROCS=1, the default on a one-core router)
-	// sysmon retakes the P from any syscall that lasts 20 µs, because no
-	// idle P is left: every epoll_wait that sleeps then ends in a handoff
-	// and futex wakes (strace, one CPU: 1.7 futex calls per beat with one
-	// P, 0.7 with two). A second P costs nothing while idle. An explicit
-	// GOMAXPROCS from the environment is left alone.
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
-		runtime.GOMAXPROCS(2)
+	// One P on Linux, two elsewhere (loopProcs, poll_linux.go's wait). An
+	// explicit GOMAXPROCS from the environment is left alone.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) != loopProcs {
+		runtime.GOMAXPROCS(loopProcs)
 	}
 	o.logStart()
 	now := monoNow()
@@ -220,21 +217,6 @@ func (o *observer) run() error {
 // drain the socket, serve connections a bounded step, fire due deadlines.
 func (o *observer) iterate() error {
 	now := monoNow()
-	if now-o.lastYield >= yieldInterval {
-		// The loop goroutine blocks only in syscalls, never in the
-		// scheduler, so its P's schedtick never moves: after 10 ms sysmon
-		// takes it for a goroutine hogging the P and retakes the P at
-		// every wait, and each wakeup then costs futex wakes of sysmon
-		// and of a spinning M (strace at 512 beats/s: 2.4 to 6 futex
-		// calls per beat; at 4096 beats/s about 4 context switches per
-		// beat, see BENCHMARKS.md). Passing through the scheduler every
-		// few ms (no syscall; the only runnable goroutine is this one)
-		// shows progress, so the P stays with the loop while it waits:
-		// 0.7 futex calls per beat at 512/s, all from this Gosched's
-		// wakep. An idle loop does not turn, so it costs nothing idle.
-		runtime.Gosched()
-		o.lastYield = now
-	}
 	timeout := o.timeout(now)
 	pause := o.coalescePause(timeout)
 	if o.sockArmed != (pause == 0) {
@@ -248,8 +230,30 @@ func (o *observer) iterate() error {
 	if pause > 0 {
 		timeout = pause
 	}
+	if o.coal.busy() && (timeout < 0 || timeout > heldWaitMax) {
+		// Beats come at least every 10 ms: a wait that the runtime may
+		// retake would cost more wakeups than the beats (poll_linux.go).
+		timeout = heldWaitMax
+	}
+	held := timeout >= 0 && timeout <= heldWaitMax
+	if now-o.lastYield >= yieldInterval || held && now+timeout-o.lastYield >= yieldInterval {
+		// The loop goroutine blocks only in syscalls, never in the
+		// scheduler, so its P's schedtick never moves: after 10 ms sysmon
+		// takes it for a goroutine hogging the P, preempts it (a signal)
+		// or retakes the P at a wait, and each wakeup then costs futex
+		// wakes of sysmon and of a spinning M (strace at 512 beats/s: 2.4
+		// to 6 futex calls per beat; at 4096 beats/s about 4 context
+		// switches per beat, see BENCHMARKS.md). Passing through the
+		// scheduler every few ms, and before a held wait would pass
+		// yieldInterval, shows progress and lets any other goroutine
+		// (signals, the logger) have the P. With one P (loopProcs) this
+		// wakes no thread; an idle loop does not turn, so it costs
+		// nothing idle.
+		runtime.Gosched()
+		o.lastYield = now
+	}
 	received := o.stats.framesReceived
-	n, err := o.poll.wait(o.pollEvents[:], timeout)
+	n, err := o.poll.wait(o.pollEvents[:], timeout, held)
 	if err != nil {
 		return err
 	}

@@ -77,10 +77,18 @@ func (p *poller) remove(fd int) error {
 	return nil
 }
 
+// loopProcs is the GOMAXPROCS the observer runs with unless the
+// environment sets one (observer.run). The held waits of Linux's poller
+// are not built here, so a wait goes through syscall.Syscall, and with a
+// single P sysmon would retake the P from every wait that lasts a tick: a
+// second P costs nothing while idle.
+const loopProcs = 2
+
 // wait blocks until an fd is ready or timeoutNs passes (negative: forever).
 // kevent(2) takes a timespec, so the deadline keeps its nanoseconds; it is
-// capped by kqueueTimeoutNs.
-func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
+// capped by kqueueTimeoutNs. held is Linux's (poll_linux.go); here every
+// wait is one the runtime sees.
+func (p *poller) wait(out []pollEvent, timeoutNs int64, held bool) (int, error) {
 	var tsp *unix.Timespec
 	if timeoutNs >= 0 {
 		p.ts = unix.NsecToTimespec(kqueueTimeoutNs(timeoutNs))

@@ -40,7 +40,7 @@ func newPoller() (*poller, error) {
 	}
 	// ENOSYS before 5.11; a seccomp filter may say EPERM instead. Nothing
 	// is ready yet but the wake fd may be; level-triggered, it stays so.
-	_, errno := p.pwait2(1, 0)
+	_, errno := p.pwait2(1, 0, false)
 	p.fine = errno == 0
 	return p, nil
 }
@@ -88,31 +88,45 @@ func (p *poller) remove(fd int) error {
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil))
 }
 
+// loopProcs is the GOMAXPROCS the observer runs with unless the
+// environment sets one (observer.run): a single P, whose held waits
+// (wait) sysmon never retakes, and whose runtime.Gosched wakes no second
+// thread. Measured at 4096 agents × 1 Hz: 213 instead of 388 context
+// switches a second; at 40 agents × 1 Hz, 229 instead of 2,503
+// (BENCHMARKS.md, "Session 7").
+const loopProcs = 1
+
 // wait blocks until an fd is ready or timeoutNs passes (negative: forever)
 // and fills out. epoll_pwait2(2) takes the timeout in ns; epoll_wait(2)
 // counts in milliseconds, so there the timeout is rounded up: a deadline is
 // never fired early, at most 1 ms late.
-func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
-	room := min(len(out), len(p.raw))
-	var n int
-	var err error
-	if p.fine {
-		var errno unix.Errno
-		n, errno = p.pwait2(room, timeoutNs)
-		if errno != 0 {
-			err = errno
-		}
-	} else {
-		n, err = unix.EpollWait(p.epfd, p.raw[:room], epollMsec(timeoutNs))
-	}
-	if err != nil {
-		if err == unix.EINTR {
+//
+// A held wait (timeoutNs at most heldWaitMax) is a raw syscall: the Go
+// runtime does not see the loop enter it. A wait through syscall.Syscall
+// tells the runtime the P may be taken: with no idle P (loopProcs) sysmon
+// retakes it within a tick or two, and with one it retakes any wait older
+// than 10 ms; either way a thread is woken for the handed-off P, the
+// syscall's return wakes a deep-sleeping sysmon, and sysmon then polls
+// every 20 µs for a millisecond and more (at 40 beats/s and two Ps, 59
+// sysmon wakeups a beat). A raw wait keeps the P and the runtime quiet;
+// what the runtime asks in return is that its goroutine passes through the
+// scheduler at least every 10 ms (else sysmon preempts it with a signal,
+// which ends the wait with EINTR), and that no other goroutine needs the
+// P meanwhile: the loop yields before every held wait that would outlast
+// yieldInterval (observer.iterate), and a held wait is never longer than
+// heldWaitMax. Longer waits (an idle loop, slow agents) go through
+// syscall.Syscall, so the P is free for the signal goroutine and the
+// logger while the loop sleeps, and an idle observer never wakes.
+func (p *poller) wait(out []pollEvent, timeoutNs int64, held bool) (int, error) {
+	n, errno := p.waitRaw(min(len(out), len(p.raw)), timeoutNs, held)
+	if errno != 0 {
+		if errno == unix.EINTR {
 			return 0, nil
 		}
 		if p.fine {
-			return 0, os.NewSyscallError("epoll_pwait2", err)
+			return 0, os.NewSyscallError("epoll_pwait2", errno)
 		}
-		return 0, os.NewSyscallError("epoll_wait", err)
+		return 0, os.NewSyscallError("epoll_wait", errno)
 	}
 	for i := 0; i < n; i++ {
 		e := p.raw[i].Events
@@ -126,13 +140,32 @@ func (p *poller) wait(out []pollEvent, timeoutNs int64) (int, error) {
 	return n, nil
 }
 
+// waitRaw is wait's syscall, into p.raw[:room].
+func (p *poller) waitRaw(room int, timeoutNs int64, held bool) (int, unix.Errno) {
+	held = held && timeoutNs >= 0 && timeoutNs <= heldWaitMax
+	switch {
+	case p.fine:
+		return p.pwait2(room, timeoutNs, held)
+	case held:
+		n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd), uintptr(unsafe.Pointer(&p.raw[0])), uintptr(room), uintptr(epollMsec(timeoutNs)), 0, 0)
+		return int(n), errno
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd), uintptr(unsafe.Pointer(&p.raw[0])), uintptr(room), uintptr(epollMsec(timeoutNs)), 0, 0)
+	return int(n), errno
+}
+
 // pwait2 wraps epoll_pwait2(2) with no signal mask: x/sys has only the
-// number. A negative timeout passes no timespec: forever.
-func (p *poller) pwait2(room int, timeoutNs int64) (int, unix.Errno) {
+// number. A negative timeout passes no timespec: forever. held: a raw
+// syscall (wait).
+func (p *poller) pwait2(room int, timeoutNs int64, held bool) (int, unix.Errno) {
 	var tsp uintptr
 	if timeoutNs >= 0 {
 		p.ts = unix.NsecToTimespec(timeoutNs)
 		tsp = uintptr(unsafe.Pointer(&p.ts))
+	}
+	if held {
+		n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(p.epfd), uintptr(unsafe.Pointer(&p.raw[0])), uintptr(room), tsp, 0, 0)
+		return int(n), errno
 	}
 	n, _, errno := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(p.epfd), uintptr(unsafe.Pointer(&p.raw[0])), uintptr(room), tsp, 0, 0)
 	return int(n), errno

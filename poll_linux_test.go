@@ -48,7 +48,7 @@ func TestPollerWaitTimeout(t *testing.T) {
 	defer p.close()
 	out := make([]pollEvent, 4)
 	start := time.Now()
-	n, err := p.wait(out, int64(20*time.Millisecond))
+	n, err := p.wait(out, int64(20*time.Millisecond), false)
 	if err != nil || n != 0 {
 		t.Fatalf("wait = %d, %v", n, err)
 	}
@@ -56,12 +56,12 @@ func TestPollerWaitTimeout(t *testing.T) {
 		t.Fatalf("wait of 20ms returned after %v", d)
 	}
 	go func() { time.Sleep(10 * time.Millisecond); p.wake() }()
-	n, err = p.wait(out, -1)
+	n, err = p.wait(out, -1, false)
 	if err != nil || n != 1 || !p.isWake(out[0].fd) {
 		t.Fatalf("wake: wait = %d %+v, %v", n, out[0], err)
 	}
 	p.drainWake()
-	if n, _ := p.wait(out, 0); n != 0 {
+	if n, _ := p.wait(out, 0, false); n != 0 {
 		t.Fatalf("wake fd still ready after drainWake")
 	}
 }
@@ -95,7 +95,7 @@ func TestPollerArm(t *testing.T) {
 		if err := p.arm(fds[0], step.arm); err != nil {
 			t.Fatal(err)
 		}
-		n, err := p.wait(out, 0)
+		n, err := p.wait(out, 0, false)
 		if err != nil || n != step.want || (n == 1 && (out[0].fd != fds[0] || !out[0].readable)) {
 			t.Fatalf("armed %v, a datagram queued: wait = %d %+v, %v; want %d", step.arm, n, out[:n], err, step.want)
 		}
@@ -117,13 +117,73 @@ func TestPollerSubMillisecondWait(t *testing.T) {
 	}
 	out := make([]pollEvent, 4)
 	for _, fine := range []bool{p.fine, false} {
-		p.fine = fine
-		start := time.Now()
-		if n, err := p.wait(out, 300_000); err != nil || n != 0 {
-			t.Fatalf("fine %v: wait = %d, %v", fine, n, err)
+		for _, held := range []bool{false, true} {
+			p.fine = fine
+			start, n, errno := time.Now(), 0, unix.EINTR
+			for errno == unix.EINTR { // a held wait: the runtime's preemption signals
+				start = time.Now()
+				n, errno = p.waitRaw(len(out), 300_000, held)
+			}
+			if errno != 0 || n != 0 {
+				t.Fatalf("fine %v, held %v: wait = %d, %v", fine, held, n, errno)
+			}
+			if d := time.Since(start); d < 300*time.Microsecond {
+				t.Fatalf("fine %v, held %v: a wait of 300 µs returned after %v", fine, held, d)
+			}
 		}
-		if d := time.Since(start); d < 300*time.Microsecond {
-			t.Fatalf("fine %v: a wait of 300 µs returned after %v", fine, d)
+	}
+}
+
+// TestPollerHeldWait: a held wait (a raw syscall, the loop keeps its P)
+// behaves as any other: it reports a ready fd, keeps its timeout with
+// either syscall, and reports a wake from another goroutine.
+func TestPollerHeldWait(t *testing.T) {
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if err := p.add(fds[0], true, false); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]pollEvent, 4)
+	fine := p.fine
+	for _, p.fine = range []bool{fine, false} {
+		start, n, errno := time.Now(), 0, unix.EINTR
+		for errno == unix.EINTR { // the runtime's preemption signals
+			start = time.Now()
+			n, errno = p.waitRaw(len(out), 4_000_000, true)
 		}
+		if errno != 0 || n != 0 {
+			t.Fatalf("fine %v: held wait, nothing ready = %d, %v", p.fine, n, errno)
+		}
+		if d := time.Since(start); d < 4*time.Millisecond {
+			t.Fatalf("fine %v: a held wait of 4 ms returned after %v", p.fine, d)
+		}
+		if _, err := unix.Write(fds[1], []byte("beat")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.wait(out, heldWaitMax, true); err != nil || n != 1 || out[0].fd != fds[0] || !out[0].readable {
+			t.Fatalf("fine %v: held wait, a datagram queued = %d %+v, %v", p.fine, n, out[:n], err)
+		}
+		var b [8]byte
+		unix.Read(fds[0], b[:])
+		go func() { time.Sleep(time.Millisecond); p.wake() }()
+		// A wait may also end early with nothing (EINTR: the runtime's
+		// preemption signals): then the loop waits again, as here.
+		n = 0
+		for until := time.Now().Add(5 * time.Second); n == 0 && err == nil && time.Now().Before(until); {
+			n, err = p.wait(out, heldWaitMax, true)
+		}
+		if err != nil || n != 1 || !p.isWake(out[0].fd) {
+			t.Fatalf("fine %v: held wait, woken = %d %+v, %v", p.fine, n, out[:n], err)
+		}
+		p.drainWake()
 	}
 }
