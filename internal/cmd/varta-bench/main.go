@@ -60,7 +60,7 @@ var (
 	idleDur     = flag.Duration("idle", 10*time.Second, "idle window over which wakeups are counted")
 	thresholdMs = flag.Int("threshold-ms", 1500, "observer threshold in the steady scenario (beats come every 1000 ms)")
 	goBench     = flag.Bool("go-bench", true, "run the Go benchmarks (go test -run '^$' -bench . -benchmem ./...)")
-	scenarios   = flag.String("scenarios", "idle,steady,queue,flood", "which end-to-end scenarios to run")
+	scenarios   = flag.String("scenarios", "idle,steady,queue,wakeups,flood", "which end-to-end scenarios to run")
 	observerB   = flag.String("observer-b", "", "with --scenarios ab: a second binary to compare with --observer at 4096 × 1 Hz, alternating")
 	bareRecv    = flag.String("bare-receiver", "", "internal: be the bare receiver on this socket until SIGTERM")
 )
@@ -135,6 +135,7 @@ type results struct {
 	Flood        []floodRound      `json:"flood"`
 	BareSteady   liteResult        `json:"bare_steady"`
 	Queue        []queueRound      `json:"queue"`
+	Wakeups      []wakeupResult    `json:"wakeups"`
 	// ObserverQueue is the socket queue the observer reported at start
 	// (its own network namespace's, or the machine's limit).
 	ObserverQueue int                `json:"observer_queue"`
@@ -211,6 +212,13 @@ func run() error {
 			return err
 		}
 		r.Queue = append(r.Queue, q)
+	}
+
+	if want("wakeups") {
+		progress("wakeups: the observer (own queue, not scraped) at %v agents × 1 Hz, 14 s each; context switches by cause with perf(1)", wakeupAgents)
+		if r.Wakeups, err = runWakeups(kids.Pids); err != nil {
+			return err
+		}
 	}
 
 	if want("ab") {
@@ -1163,6 +1171,14 @@ func renderTable(r *results) string {
 	if r.Idle.Seconds > 0 {
 		w("| idle wakeups, no agents (context switches of all %d threads over %.0f s) | 0 /s | %.2f /s (%d in %.0f s) | %s |\n",
 			r.Idle.Threads, r.Idle.Seconds, r.Idle.WakeupsPerS, r.Idle.Switches, r.Idle.Seconds, verdict(r.Idle.Switches == 0))
+	}
+	for _, x := range r.Wakeups {
+		how := "by cause (perf, sched:sched_switch over " + strconv.FormatFloat(x.PerfSecs, 'f', 0, 64) + " s, per s): " + fmtCauses(x)
+		if x.Causes == nil {
+			how = x.PerfNote
+		}
+		w("| context switches at %d agents × 1 Hz (own queue, not scraped; 9 s) | reported | %.0f /s, CPU %.2f %% (schedstat), lost %d; %s | reported |\n",
+			x.Agents, x.Switches, x.CPUSchedPc, x.Lost, how)
 	}
 	if steadyRan {
 		w("| RSS with %d agents tracked | ≤ 4 MB | VmRSS %.2f MiB (anonymous %.2f, file-backed %.2f: the binary's pages in use), VmHWM %.2f MiB; idle, no agents: %.2f MiB | %s |\n",
