@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -414,7 +415,8 @@ func TestLogsJSONQueueLimitAndNoLinePerBeat(t *testing.T) {
 				case "socket queue limit":
 					d, _ := m["datagrams"].(float64)
 					limit = int(d)
-					if m["source"] == "own network namespace" {
+					// "own user and network namespace" without root (the helper).
+					if src, _ := m["source"].(string); src == "own network namespace" || src == "own user and network namespace" {
 						own = true
 						if m["machine_max_dgram_qlen"] != float64(q) {
 							t.Errorf("machine limit logged as %v, want %d: %s", m["machine_max_dgram_qlen"], q, line)
@@ -525,5 +527,60 @@ func TestStderrNotReadDoesNotStopTheLoop(t *testing.T) {
 	// stopped"), when they came before the writer had emptied its buffer.
 	if dropped == 0 || logged+dropped < stalls || logged+dropped > stalls+2 {
 		t.Fatalf("%d stalls, %d logged, %d reported dropped: want a drop report, and every stall either logged or counted", stalls, logged, dropped)
+	}
+}
+
+// Contract §3 (the queue limit logged at start), README "The socket":
+// TestUnprivilegedObserverGetsItsOwnQueue: the real binary, run as nobody
+// (no CAP_SYS_ADMIN), gets the queue its tracker needs from its socket
+// helper where nobody may create user namespaces: the start-up line says
+// so, agents' beats arrive with their pids, and the stopped observer's
+// socket takes exactly limit + 1 datagrams.
+func TestUnprivilegedObserverGetsItsOwnQueue(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipBecause(t, "needs root to run the observer as nobody")
+	}
+	for _, tool := range []string{"setpriv", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipBecause(t, "no %s(1)", tool)
+		}
+	}
+	if q, err := maxDgramQlen(); err != nil || q >= 256 {
+		skipBecause(t, "net.unix.max_dgram_qlen %d (%v): nothing to raise", q, err)
+	}
+	if err := usernsAsNobody(); err != nil {
+		skipBecause(t, "nobody may not create a user namespace here: %v", err)
+	}
+	binaries(t)
+	dir := shortTempDir(t)
+	os.Chmod(dir, 0o777)
+	bin := filepath.Join(dir, "varta-watch")
+	b, err := os.ReadFile(observerBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startObserver(t, observerOpts{
+		argv0: []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin},
+		args:  []string{"--socket", filepath.Join(dir, "s.sock"), "--socket-mode", "0666", "--export-file", filepath.Join(dir, "events.tsv"), "--threshold-ms", "5000"},
+	})
+	waitFor(t, 10*time.Second, "the start-up log", func() bool { return strings.Contains(p.stderr.String(), "socket queue limit") })
+	if !regexp.MustCompile(`msg="socket queue limit" source="own user and network namespace" datagrams=256 machine_max_dgram_qlen=\d+`).MatchString(p.stderr.String()) {
+		t.Fatalf("no queue of its own from the helper:\n%s", p.stderr.String())
+	}
+	if strings.Contains(p.stderr.String(), "level=WARN") {
+		t.Errorf("a warning with the queue it wanted:\n%s", p.stderr.String())
+	}
+	runAgent(t, p.socket, "--count", "5", "--interval-ms", "5")
+	p.waitEvents(10*time.Second, "5 beats", func(evs []tsvEvent) bool { return countEvents(evs, "beat", "") == 5 })
+	p.stopped()
+	if got := queuedUntilFull(t, p.socket); got != 257 {
+		t.Errorf("the stopped observer's socket took %d datagrams, want 257", got)
+	}
+	p.signal(syscall.SIGCONT)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }

@@ -288,8 +288,8 @@ func TestE2EReloadSwitchesTheLogFormat(t *testing.T) {
 // Contract §9 reload, §3: a changed socket_queue needs a new socket at the
 // same path; it is renamed over the path while an agent beats every 2 ms,
 // and every beat the kernel queued, on the old socket or the new, is
-// counted. A queue of the socket's own takes CAP_SYS_ADMIN: the test needs
-// the start to have one.
+// counted. A queue of the socket's own takes CAP_SYS_ADMIN or user
+// namespaces: the test needs the start to have one.
 func TestE2EReloadRequeuesTheSocket(t *testing.T) {
 	sys, err := maxDgramQlen()
 	if err != nil {
@@ -300,8 +300,8 @@ func TestE2EReloadRequeuesTheSocket(t *testing.T) {
 	conf := writeConfFile(t, dir, main)
 	p := startObserver(t, observerOpts{args: []string{"--config", conf, "--prom-addr", "127.0.0.1:0"}})
 	waitFor(t, 10*time.Second, "the start-up log", func() bool { return strings.Contains(p.stderr.String(), "socket queue limit") })
-	if !strings.Contains(p.stderr.String(), `source="own network namespace"`) {
-		t.Skip("no socket queue of its own here: it takes CAP_SYS_ADMIN and network namespaces")
+	if !strings.Contains(p.stderr.String(), `source="own network namespace"`) && !strings.Contains(p.stderr.String(), `source="own user and network namespace"`) {
+		t.Skip("no socket queue of its own here: it takes CAP_SYS_ADMIN or user namespaces, and network namespaces")
 	}
 	a := startReportingAgent(t, p.socket, "--interval-ms", "2")
 	series := `varta_beats_total{pid="` + a.pid + `"}`

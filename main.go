@@ -18,6 +18,7 @@ import (
 const logFlushTimeout = time.Second
 
 func main() {
+	socketHelper() // returns unless this process is the socket helper
 	guardSignals()
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }

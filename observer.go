@@ -600,7 +600,11 @@ func (o *observer) logStart() {
 func (o *observer) logQueue() {
 	if q := o.sock.queue; q.qlen > 0 {
 		if q.private {
-			o.log.info("socket queue limit", fStr("source", "own network namespace"), fInt("datagrams", int64(q.qlen)),
+			source := "own network namespace"
+			if q.userns {
+				source = "own user and network namespace"
+			}
+			o.log.info("socket queue limit", fStr("source", source), fInt("datagrams", int64(q.qlen)),
 				fInt("machine_max_dgram_qlen", int64(q.system)))
 		} else {
 			o.log.info("socket queue limit", fStr("sysctl", "net.unix.max_dgram_qlen"), fInt("datagrams", int64(q.qlen)))

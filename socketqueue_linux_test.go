@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,19 +109,43 @@ func TestSocketQueueMachineLimit(t *testing.T) {
 	}
 }
 
-// TestSocketQueueUnprivileged: without CAP_SYS_ADMIN the socket is created
-// all the same, with the machine's limit and the reason in queue.why. Run
-// as root, the test drops to nobody in a child process.
+// TestMain lets this test binary be the socket helper of socketFromUserns
+// (it execs /proc/self/exe, which here is the test binary).
+func TestMain(m *testing.M) {
+	socketHelper()
+	os.Exit(m.Run())
+}
+
+// TestSocketQueueUnprivileged: without CAP_SYS_ADMIN the socket still gets
+// the queue it wants where user namespaces are allowed (a helper in a user
+// namespace of its own makes it), and where they are not, or /proc/sys is
+// read-only (systemd's ProtectKernelTunables=), it is created all the same
+// with the machine's limit and both reasons in queue.why. Run as root, the
+// test drops to nobody in a child process.
 func TestSocketQueueUnprivileged(t *testing.T) {
-	if os.Getenv("VARTA_QUEUE_CHILD") == "1" {
+	if expect := os.Getenv("VARTA_QUEUE_CHILD"); expect != "" {
 		dir := os.Getenv("VARTA_QUEUE_DIR")
-		s, err := bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600, 4096)
+		s, err := bindVLPSocket(filepath.Join(dir, "s.sock"), 0o600, 256)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.close()
-		if s.queue.private || !strings.Contains(s.queue.why, "unshare") {
-			t.Fatalf("unprivileged: queue = %+v, want the machine's with an unshare error", s.queue)
+		switch expect {
+		case "userns":
+			if !s.queue.private || !s.queue.userns || s.queue.qlen != 256 || s.queue.why != "" {
+				t.Fatalf("unprivileged, user namespaces allowed: queue = %+v, want 256 from the helper", s.queue)
+			}
+			if got := queuedUntilFull(t, s.path); got != 257 {
+				t.Fatalf("the helper's socket queued %d datagrams, want 257", got)
+			}
+		case "machine":
+			if s.queue.private || !strings.Contains(s.queue.why, "unshare") || !strings.Contains(s.queue.why, "user namespace") {
+				t.Fatalf("unprivileged, no user namespace: queue = %+v, want the machine's with both errors", s.queue)
+			}
+			if !strings.Contains(s.queue.why, os.Getenv("VARTA_QUEUE_WHY")) {
+				t.Fatalf("queue.why = %q, want it to name %q", s.queue.why, os.Getenv("VARTA_QUEUE_WHY"))
+			}
+			t.Logf("queue.why: %s", s.queue.why)
 		}
 		return
 	}
@@ -130,18 +155,58 @@ func TestSocketQueueUnprivileged(t *testing.T) {
 	if os.Getenv("VARTA_E2E") == "0" {
 		t.Skip("VARTA_E2E=0: runs the test binary again (under qemu-user it cannot exec itself)")
 	}
-	if _, err := maxDgramQlen(); err != nil {
-		t.Skipf("no net.unix.max_dgram_qlen: %v", err)
+	if sys, err := maxDgramQlen(); err != nil || sys >= 256 {
+		t.Skipf("net.unix.max_dgram_qlen %d (%v): nothing to raise", sys, err)
+	}
+	for _, tool := range []string{"setpriv", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s(1) to ask whether nobody may create a user namespace here", tool)
+		}
+	}
+	expect, why := "userns", ""
+	if err := usernsAsNobody(); err != nil {
+		t.Logf("a user namespace as nobody: %v; expecting the machine's queue", err)
+		expect, why = "machine", "user namespace"
 	}
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o777)
-	runAsNobody(t, "TestSocketQueueUnprivileged", "VARTA_QUEUE_CHILD=1", "VARTA_QUEUE_DIR="+dir)
+	runAsNobody(t, nil, "TestSocketQueueUnprivileged", "VARTA_QUEUE_CHILD="+expect, "VARTA_QUEUE_DIR="+dir, "VARTA_QUEUE_WHY="+why)
+
+	// The same with /proc/sys read-only, as under ProtectKernelTunables=.
+	for _, tool := range []string{"mount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Logf("no %s(1) here: the read-only /proc/sys case is not run", tool)
+			return
+		}
+	}
+	roProcSys := []string{"unshare", "--mount", "--propagation", "private", "sh", "-ec",
+		`mount --bind /proc/sys /proc/sys; mount -o remount,bind,ro /proc/sys; exec "$@"`, "sh"}
+	dir = shortTempDir(t)
+	os.Chmod(dir, 0o777)
+	why = "read-only"
+	if expect == "machine" {
+		why = "user namespace"
+	}
+	runAsNobody(t, roProcSys, "TestSocketQueueUnprivileged", "VARTA_QUEUE_CHILD=machine", "VARTA_QUEUE_DIR="+dir, "VARTA_QUEUE_WHY="+why)
+}
+
+// usernsAsNobody tells whether user 65534 may create a user and a network
+// namespace here, as the socket helper does: nil if it may. (It asks
+// util-linux: Go's SysProcAttr would apply the credentials inside the new
+// namespace, where 65534 is not mapped.)
+func usernsAsNobody() error {
+	out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "--user", "--map-root-user", "--net", "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("setpriv … unshare --user --map-root-user --net: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // runAsNobody runs this test binary's test name again as user and group
 // 65534 with env added, from a copy nobody can execute, and fails t if it
-// fails.
-func runAsNobody(t *testing.T, name string, env ...string) {
+// fails. A wrapper command line, when given, runs it (as root, with the
+// test's command line as its last arguments).
+func runAsNobody(t *testing.T, wrapper []string, name string, env ...string) {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -158,8 +223,12 @@ func runAsNobody(t *testing.T, name string, env ...string) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-test.run", "^"+name+"$", "-test.v")
-	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if wrapper != nil {
+		setpriv := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-test.run", "^" + name + "$", "-test.v"}
+		cmd = exec.Command(wrapper[0], append(wrapper[1:], setpriv...)...)
+	}
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s as nobody: %v\n%s", name, err, out)

@@ -35,6 +35,7 @@ type socketQueue struct {
 	qlen    int    // the socket's limit, 0 unknown (not Linux)
 	system  int    // the machine's net.unix.max_dgram_qlen, 0 unknown
 	private bool   // qlen was raised in a network namespace of the socket's own
+	userns  bool   // … which a helper made in a user namespace of its own (socketFromUserns)
 	why     string // why a larger queue that was wanted could not be had
 }
 
