@@ -134,7 +134,7 @@ func (l *logger) writer() {
 			}
 			l.busy = true
 			l.mu.Unlock()
-			if n, err := l.out.Write(out); err != nil && n < lines {
+			if n, err := l.writeOut(out); err != nil && n < lines {
 				// The reader went away (EPIPE: with SIGPIPE handled, see
 				// guardSignals, a broken pipe is an error, not death), or
 				// the file cannot grow. The lines not written are counted;
@@ -143,6 +143,47 @@ func (l *logger) writer() {
 			}
 		}
 	}
+}
+
+// writeOut writes b to stderr from the writer goroutine without ever
+// blocking in write(2). With one P (setLoopProcs) a goroutine blocked in a
+// syscall holds the P until sysmon retakes it, up to ~20 ms in which the
+// loop cannot run; a reader of stderr that falls behind would stall the
+// loop at every write. So it writes only what poll(2) says fits (a pipe
+// that polls writable has a free page: PIPE_BUF bytes go in whole; a socket
+// or terminal takes at least that much), and otherwise sleeps, which frees
+// the P, for 1 ms at first and up to 64 ms while stderr stays full.
+func (l *logger) writeOut(b []byte) (int, error) {
+	const pipeBuf = 4096
+	fd := int(l.out.Fd())
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	written, backoff := 0, time.Millisecond
+	for written < len(b) {
+		n, err := unix.Poll(pfd, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && n == 0 {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 64*time.Millisecond)
+			continue
+		}
+		m, err := unix.Write(fd, b[written:min(len(b), written+pipeBuf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN || err == nil && m == 0 { // stderr non-blocking, set so by another process
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 64*time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return written, err
+		}
+		written += m
+		backoff = time.Millisecond
+	}
+	return written, nil
 }
 
 // droppedLines is how many log lines were lost since the start: to a

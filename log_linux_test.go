@@ -74,3 +74,76 @@ func TestLoggerNeverBlocksOnAStalledReader(t *testing.T) {
 		t.Fatalf("%d lines written, %d reported dropped: want a drop report and %d in all", seen, dropped, lines)
 	}
 }
+
+// TestLogWriterNeverSleepsInWrite: the writer goroutine does not block in
+// write(2) on a full stderr pipe. With one P (setLoopProcs) a goroutine
+// blocked in a syscall holds the P until sysmon retakes it, up to ~20 ms
+// in which the loop cannot run. It waits for room by sleeping instead, and
+// writes the lines once the reader reads.
+func TestLogWriterNeverSleepsInWrite(t *testing.T) {
+	if os.Getenv("VARTA_QEMU_USER") == "1" {
+		t.Skip("qemu-user: /proc/self/task/*/syscall shows the emulator's host syscalls")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	wfd := int(w.Fd()) // blocking from here, as stderr is
+	unix.SetNonblock(wfd, true)
+	page := make([]byte, 4096)
+	for {
+		if _, err := unix.Write(wfd, page); err != nil {
+			break // EAGAIN: the pipe is full
+		}
+	}
+	unix.SetNonblock(wfd, false)
+	l := newLogger(false, w)
+	if !l.async {
+		t.Fatal("a pipe did not make the logger asynchronous")
+	}
+	for i := 0; i < 3; i++ {
+		l.info("line", fInt("n", int64(i)))
+	}
+	blockedInWrite := func() string {
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+			f := strings.Fields(string(b))
+			if len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_WRITE) && f[1] == "0x"+strconv.FormatInt(int64(wfd), 16) {
+				return task.Name()
+			}
+		}
+		return ""
+	}
+	for i := 0; i < 20; i++ { // 200 ms for the writer to have tried
+		time.Sleep(10 * time.Millisecond)
+		if tid := blockedInWrite(); tid != "" {
+			t.Fatalf("thread %s sleeps in write(2) on the full stderr pipe", tid)
+		}
+	}
+	got := make(chan string, 1)
+	go func() {
+		var all []byte
+		buf := make([]byte, 64<<10)
+		for !strings.Contains(string(all), "n=2") {
+			n, err := r.Read(buf)
+			if err != nil {
+				break
+			}
+			all = append(all, buf[:n]...)
+		}
+		got <- string(all)
+	}()
+	select {
+	case s := <-got:
+		for i := 0; i < 3; i++ {
+			if !strings.Contains(s, `msg=line n=`+strconv.Itoa(i)) {
+				t.Errorf("line %d not written once the reader read", i)
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the lines were not written within 20 s of the reader reading")
+	}
+}

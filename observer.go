@@ -180,11 +180,7 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 
 // run serves until a stop signal or --shutdown-after-secs, then shuts down.
 func (o *observer) run() error {
-	// One P on Linux, two elsewhere (loopProcs, poll_linux.go's wait). An
-	// explicit GOMAXPROCS from the environment is left alone.
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) != loopProcs {
-		runtime.GOMAXPROCS(loopProcs)
-	}
+	setLoopProcs() // one P on Linux, at least two elsewhere (poll_*.go)
 	o.logStart()
 	now := monoNow()
 	if o.hwdog != nil {
@@ -217,25 +213,7 @@ func (o *observer) run() error {
 // drain the socket, serve connections a bounded step, fire due deadlines.
 func (o *observer) iterate() error {
 	now := monoNow()
-	timeout := o.timeout(now)
-	pause := o.coalescePause(timeout)
-	if o.sockArmed != (pause == 0) {
-		// During a pause the wait ends for anything but a beat: a scrape,
-		// a signal, a recovery child, a deadline (coalesce.go).
-		if err := o.poll.arm(o.sock.fd, pause == 0); err != nil {
-			return err
-		}
-		o.sockArmed = pause == 0
-	}
-	if pause > 0 {
-		timeout = pause
-	}
-	if o.coal.busy() && (timeout < 0 || timeout > heldWaitMax) {
-		// Beats come at least every 10 ms: a wait that the runtime may
-		// retake would cost more wakeups than the beats (poll_linux.go).
-		timeout = heldWaitMax
-	}
-	held := timeout >= 0 && timeout <= heldWaitMax
+	timeout, pause, held := o.planWait(now)
 	if now-o.lastYield >= yieldInterval || held && now+timeout-o.lastYield >= yieldInterval {
 		// The loop goroutine blocks only in syscalls, never in the
 		// scheduler, so its P's schedtick never moves: after 10 ms sysmon
@@ -246,11 +224,23 @@ func (o *observer) iterate() error {
 		// switches per beat, see BENCHMARKS.md). Passing through the
 		// scheduler every few ms, and before a held wait would pass
 		// yieldInterval, shows progress and lets any other goroutine
-		// (signals, the logger) have the P. With one P (loopProcs) this
-		// wakes no thread; an idle loop does not turn, so it costs
+		// (signals, the logger) have the P. With one P (setLoopProcs)
+		// this wakes no thread; an idle loop does not turn, so it costs
 		// nothing idle.
 		runtime.Gosched()
 		o.lastYield = now
+		// Other goroutines may have had the P meanwhile: plan the wait
+		// from the time it is now, or a deadline would fire that late.
+		now = monoNow()
+		timeout, pause, held = o.planWait(now)
+	}
+	if o.sockArmed != (pause == 0) {
+		// During a pause the wait ends for anything but a beat: a scrape,
+		// a signal, a recovery child, a deadline (coalesce.go).
+		if err := o.poll.arm(o.sock.fd, pause == 0); err != nil {
+			return err
+		}
+		o.sockArmed = pause == 0
 	}
 	received := o.stats.framesReceived
 	n, err := o.poll.wait(o.pollEvents[:], timeout, held)
@@ -284,6 +274,23 @@ func (o *observer) iterate() error {
 	o.startRecoveries()
 	o.coal.note(int64(o.stats.framesReceived-received), now)
 	return nil
+}
+
+// planWait plans iterate's wait at now: its timeout (ns, -1 none), the
+// coalescing pause that is that timeout (0 none), and whether the wait is
+// held (poll_linux.go). While beats come at heldMinRate or faster every
+// wait lasts at most heldWaitMax: a wait that the runtime may retake would
+// cost more wakeups than the beats.
+func (o *observer) planWait(now int64) (timeout, pause int64, held bool) {
+	timeout = o.timeout(now)
+	pause = o.coalescePause(timeout)
+	if pause > 0 {
+		timeout = pause
+	}
+	if o.coal.busy() && (timeout < 0 || timeout > heldWaitMax) {
+		timeout = heldWaitMax
+	}
+	return timeout, pause, timeout >= 0 && timeout <= heldWaitMax
 }
 
 // coalescePause is how long iterate lets beats gather (coalesce.go), given

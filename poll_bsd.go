@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,12 +78,16 @@ func (p *poller) remove(fd int) error {
 	return nil
 }
 
-// loopProcs is the GOMAXPROCS the observer runs with unless the
-// environment sets one (observer.run). The held waits of Linux's poller
-// are not built here, so a wait goes through syscall.Syscall, and with a
-// single P sysmon would retake the P from every wait that lasts a tick: a
-// second P costs nothing while idle.
-const loopProcs = 2
+// setLoopProcs gives the observer at least two Ps (observer.run), unless
+// the environment sets GOMAXPROCS. The held waits of Linux's poller are not
+// built here, so a wait goes through syscall.Syscall, and with a single P
+// sysmon would retake the P from every wait that lasts a tick: a second P
+// costs nothing while idle.
+func setLoopProcs() {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
+}
 
 // wait blocks until an fd is ready or timeoutNs passes (negative: forever).
 // kevent(2) takes a timespec, so the deadline keeps its nanoseconds; it is

@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -20,8 +21,14 @@ type poller struct {
 	fine bool
 	raw  [maxPollEvents]unix.EpollEvent
 	one  [8]byte
-	ts   unix.Timespec
+	ts   kernelTimespec
 }
+
+// kernelTimespec is the kernel's struct __kernel_timespec, which
+// epoll_pwait2(2) reads on every architecture: two 64-bit fields.
+// unix.Timespec has 32-bit fields on 386, arm and mips, where the kernel
+// would read a timeout of 3 ms as 3,000,000 × 2³² seconds.
+type kernelTimespec struct{ Sec, Nsec int64 }
 
 func newPoller() (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -88,13 +95,19 @@ func (p *poller) remove(fd int) error {
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil))
 }
 
-// loopProcs is the GOMAXPROCS the observer runs with unless the
-// environment sets one (observer.run): a single P, whose held waits
-// (wait) sysmon never retakes, and whose runtime.Gosched wakes no second
-// thread. Measured at 4096 agents × 1 Hz: 213 instead of 388 context
-// switches a second; at 40 agents × 1 Hz, 229 instead of 2,503
-// (BENCHMARKS.md, "Session 7").
-const loopProcs = 1
+// setLoopProcs gives the observer a single P (observer.run), unless the
+// environment sets GOMAXPROCS: a P whose held waits (wait) sysmon never
+// retakes, and whose runtime.Gosched wakes no second thread. Measured at
+// 4096 agents × 1 Hz: 209 instead of 378 context switches a second; at 40
+// agents × 1 Hz, 267 instead of 2,439 (BENCHMARKS.md, "Session 7"). It is
+// set even where it already is 1 (one CPU): an explicit setting also stops
+// the runtime from raising it later when the CPU affinity or the cgroup's
+// limit widens.
+func setLoopProcs() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+}
 
 // wait blocks until an fd is ready or timeoutNs passes (negative: forever)
 // and fills out. epoll_pwait2(2) takes the timeout in ns; epoll_wait(2)
@@ -103,7 +116,7 @@ const loopProcs = 1
 //
 // A held wait (timeoutNs at most heldWaitMax) is a raw syscall: the Go
 // runtime does not see the loop enter it. A wait through syscall.Syscall
-// tells the runtime the P may be taken: with no idle P (loopProcs) sysmon
+// tells the runtime the P may be taken: with no idle P (setLoopProcs) sysmon
 // retakes it within a tick or two, and with one it retakes any wait older
 // than 10 ms; either way a thread is woken for the handed-off P, the
 // syscall's return wakes a deep-sleeping sysmon, and sysmon then polls
@@ -160,7 +173,7 @@ func (p *poller) waitRaw(room int, timeoutNs int64, held bool) (int, unix.Errno)
 func (p *poller) pwait2(room int, timeoutNs int64, held bool) (int, unix.Errno) {
 	var tsp uintptr
 	if timeoutNs >= 0 {
-		p.ts = unix.NsecToTimespec(timeoutNs)
+		p.ts = kernelTimespec{Sec: timeoutNs / 1_000_000_000, Nsec: timeoutNs % 1_000_000_000}
 		tsp = uintptr(unsafe.Pointer(&p.ts))
 	}
 	if held {

@@ -3,6 +3,9 @@
 package main
 
 import (
+	"os"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,7 +123,7 @@ func TestPollerSubMillisecondWait(t *testing.T) {
 		for _, held := range []bool{false, true} {
 			p.fine = fine
 			start, n, errno := time.Now(), 0, unix.EINTR
-			for errno == unix.EINTR { // a held wait: the runtime's preemption signals
+			for try := 0; errno == unix.EINTR && try < 100; try++ { // a held wait: the runtime's preemption signals
 				start = time.Now()
 				n, errno = p.waitRaw(len(out), 300_000, held)
 			}
@@ -156,7 +159,7 @@ func TestPollerHeldWait(t *testing.T) {
 	fine := p.fine
 	for _, p.fine = range []bool{fine, false} {
 		start, n, errno := time.Now(), 0, unix.EINTR
-		for errno == unix.EINTR { // the runtime's preemption signals
+		for try := 0; errno == unix.EINTR && try < 100; try++ { // the runtime's preemption signals
 			start = time.Now()
 			n, errno = p.waitRaw(len(out), 4_000_000, true)
 		}
@@ -185,5 +188,56 @@ func TestPollerHeldWait(t *testing.T) {
 			t.Fatalf("fine %v: held wait, woken = %d %+v, %v", p.fine, n, out[:n], err)
 		}
 		p.drainWake()
+	}
+}
+
+// TestHeldWaitKeepsTheP: with one P, a goroutine made runnable just before
+// a held wait does not run during it (the runtime does not know the loop
+// is in a syscall, so sysmon does not hand the P to it), while during a
+// wait through the runtime it does (the P is handed off). This is the
+// difference the held waits exist for (poll_linux.go).
+func TestHeldWaitKeepsTheP(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS set in the environment")
+	}
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ran atomic.Bool
+	conclusive := false
+	for try := 0; try < 20 && !conclusive; try++ {
+		ran.Store(false)
+		runtime.Gosched() // schedtick moves: sysmon has no reason to preempt for 10 ms
+		go func() { ran.Store(true) }()
+		start := time.Now()
+		_, errno := p.waitRaw(1, 4_000_000, true)
+		got, took := ran.Load(), time.Since(start)
+		if errno == unix.EINTR || took > 8*time.Millisecond {
+			continue // a preemption signal, or a machine too busy to tell: again
+		}
+		if got {
+			t.Fatalf("a goroutine ran during a held wait of 4 ms (took %v)", took)
+		}
+		conclusive = true
+		for !ran.Load() { // let it run before the next try
+			runtime.Gosched()
+		}
+	}
+	if !conclusive {
+		t.Skip("no held wait of 4 ms ended within 8 ms without a signal in 20 tries: the machine is too busy to tell")
+	}
+	ran.Store(false)
+	runtime.Gosched()
+	go func() { ran.Store(true) }()
+	for until := time.Now().Add(10 * time.Second); !ran.Load() && time.Now().Before(until); {
+		p.waitRaw(1, 50_000_000, false)
+	}
+	if !ran.Load() {
+		t.Fatal("a goroutine did not run during 10 s of waits through the runtime")
 	}
 }
