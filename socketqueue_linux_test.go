@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -235,5 +237,49 @@ func runAsNobody(t *testing.T, wrapper []string, name string, env ...string) {
 	}
 	if !strings.Contains(string(out), "--- PASS: "+name) {
 		t.Fatalf("%s as nobody did not pass:\n%s", name, out)
+	}
+}
+
+// TestCredentialsFromTheFirstDatagram: a datagram sent the moment the
+// socket's path appears carries the sender's credentials. SO_PASSCRED set
+// after bind(2) left a window in which an agent that was already beating
+// when the observer started had its beat judged a forgery (auth_failure).
+func TestCredentialsFromTheFirstDatagram(t *testing.T) {
+	dir := shortTempDir(t)
+	for i := 0; i < 200; i++ {
+		path := filepath.Join(dir, "s"+strconv.Itoa(i)+".sock")
+		snd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan error, 1)
+		go func() {
+			defer unix.Close(snd)
+			for until := time.Now().Add(5 * time.Second); time.Now().Before(until); {
+				if err := unix.Sendto(snd, []byte("first"), 0, &unix.SockaddrUnix{Name: path}); err == nil {
+					sent <- nil
+					return
+				}
+			}
+			sent <- fmt.Errorf("the socket at %s never took a datagram", path)
+		}()
+		s, err := bindVLPSocket(path, 0o600, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-sent; err != nil {
+			s.close()
+			t.Fatal(err)
+		}
+		buf, oob := make([]byte, 64), make([]byte, 256)
+		_, oobn, _, _, err := unix.Recvmsg(s.fd, buf, oob, 0)
+		s.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fds [maxRightsFds]int32
+		if pid, ok, _ := parseControl(oob[:oobn], &fds); !ok || pid != int32(os.Getpid()) {
+			t.Fatalf("try %d: the first datagram came with credentials %v, pid %d; want this process's", i, ok, pid)
+		}
 	}
 }

@@ -122,6 +122,13 @@ func clearPath(path string) error {
 // on an error fd is closed.
 func bindFd(fd int, path string, mode uint32, queue socketQueue) (*vlpSocket, error) {
 	var st unix.Stat_t
+	// Before bind: a datagram sent in between would carry no credentials
+	// and be judged a forgery (an agent already beating when the observer
+	// starts, or a test's first agent, once beside a second make test).
+	if err := enableCredentials(fd); err != nil {
+		unix.Close(fd)
+		return nil, errorf("socket %s: %v", path, err)
+	}
 	old := unix.Umask(int(^mode & 0o777))
 	err := unix.Bind(fd, &unix.SockaddrUnix{Name: path})
 	unix.Umask(old)
@@ -138,10 +145,6 @@ func bindFd(fd int, path string, mode uint32, queue socketQueue) (*vlpSocket, er
 		return nil, errorf("socket %s: %v", path, err)
 	}
 	s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
-	if err := enableCredentials(fd); err != nil {
-		s.close()
-		return nil, errorf("socket %s: %v", path, err)
-	}
 	s.iov.Base = &s.buf[0]
 	s.iov.SetLen(len(s.buf))
 	s.msg.Iov = &s.iov
