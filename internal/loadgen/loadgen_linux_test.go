@@ -27,6 +27,11 @@ func TestEncodeFrameWorkedExample(t *testing.T) {
 // the bare receiver: the sender keeps the schedule, every frame the kernel
 // queued arrives with credentials, and the children are gone afterwards.
 func TestSmoke(t *testing.T) {
+	if os.Getenv("VARTA_QEMU_USER") == "1" {
+		// As for the observer's recovery children (make test-qemu): seen
+		// once, a child stuck in a futex between fork and exec, for good.
+		t.Skip("qemu-user can leave a forked child blocked before its exec for ever: its 20 children are not spawned here")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("naming other pids in SCM_CREDENTIALS needs root (CAP_SYS_ADMIN)")
 	}
