@@ -118,8 +118,8 @@ func writeMaxDgramQlen(n int) error {
 }
 
 // Without CAP_SYS_ADMIN an observer cannot unshare a network namespace.
-// But where the kernel lets any user create a user namespace (Debian,
-// Ubuntu, Fedora and OpenWrt kernels do by default), a process that is
+// But where the kernel lets any user create a user namespace (Debian's
+// and Ubuntu's kernels do by default), a process that is
 // root in a new user namespace may create a network namespace owned by it
 // and set that namespace's max_dgram_qlen. A threaded process such as the
 // observer may not unshare a user namespace (unshare(2): EINVAL), so a
