@@ -40,9 +40,9 @@ const (
 	coalesceMinRate = 200         // datagrams/s below which the loop never pauses: under two per coalesceMax
 	// heldMinRate: datagrams/s from which every wait of the loop is a held
 	// one, at most heldWaitMax (observer.iterate, poll_linux.go): a wait
-	// the runtime sees cost 5.7 context switches a beat at 40 beats/s
-	// (one P; 59 with two), a held wait of 9 ms at most ~2 a turn, the
-	// turns that find no beat included; about even at 40/s.
+	// the runtime sees cost 6–7 context switches a beat at 40 beats/s
+	// with one P (~60 with two), a held wait of 9 ms at most ~2 a turn,
+	// the turns that find no beat included: about even at 40/s.
 	heldMinRate = 50
 )
 

@@ -120,7 +120,7 @@ func setLoopProcs() {
 // retakes it within a tick or two, and with one it retakes any wait older
 // than 10 ms; either way a thread is woken for the handed-off P, the
 // syscall's return wakes a deep-sleeping sysmon, and sysmon then polls
-// every 20 µs for a millisecond and more (at 40 beats/s and two Ps, 59
+// every 20 µs for a millisecond and more (at 40 beats/s and two Ps, ~56
 // sysmon wakeups a beat). A raw wait keeps the P and the runtime quiet;
 // what the runtime asks in return is that its goroutine passes through the
 // scheduler at least every 10 ms (else sysmon preempts it with a signal,
