@@ -30,11 +30,12 @@ type logger struct {
 	buf  []byte
 
 	async   bool
-	pend    []byte        // lines waiting for the writer, at most logPendMax bytes
-	dropped int64         // lines that found pend full since the last report
-	lost    atomic.Uint64 // lines that found pend full since the start
-	busy    bool          // the writer holds lines it has not finished writing
-	kick    chan struct{} // capacity 1: pend has lines
+	pend    []byte         // lines waiting for the writer, at most logPendMax bytes
+	dropped int64          // lines that found pend full since the last report
+	lost    atomic.Uint64  // lines that found pend full since the start
+	busy    bool           // the writer holds lines it has not finished writing
+	kick    chan struct{}  // capacity 1: pend has lines
+	pfd     [1]unix.PollFd // the writer's poll of stderr, see writeOut
 }
 
 // logPendMax bounds the log lines waiting for a blocked stderr: ~400 lines.
@@ -156,10 +157,10 @@ func (l *logger) writer() {
 func (l *logger) writeOut(b []byte) (int, error) {
 	const pipeBuf = 4096
 	fd := int(l.out.Fd())
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	l.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
 	written, backoff := 0, time.Millisecond
 	for written < len(b) {
-		n, err := unix.Poll(pfd, 0)
+		n, err := unix.Poll(l.pfd[:], 0)
 		if err == unix.EINTR {
 			continue
 		}
