@@ -554,14 +554,7 @@ func TestUnprivilegedObserverGetsItsOwnQueue(t *testing.T) {
 	binaries(t)
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o777)
-	bin := filepath.Join(dir, "varta-watch")
-	b, err := os.ReadFile(observerBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := copyExecutable(t, observerBin, filepath.Join(dir, "varta-watch"))
 	p := startObserver(t, observerOpts{
 		argv0: []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin},
 		args:  []string{"--socket", filepath.Join(dir, "s.sock"), "--socket-mode", "0666", "--export-file", filepath.Join(dir, "events.tsv"), "--threshold-ms", "5000"},

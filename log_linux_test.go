@@ -84,6 +84,9 @@ func TestLogWriterNeverSleepsInWrite(t *testing.T) {
 	if os.Getenv("VARTA_QEMU_USER") == "1" {
 		t.Skip("qemu-user: /proc/self/task/*/syscall shows the emulator's host syscalls")
 	}
+	if b, err := os.ReadFile("/proc/self/syscall"); err != nil || len(b) == 0 {
+		t.Skipf("no /proc/self/syscall here (%v): a thread asleep in write(2) cannot be seen", err)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -80,24 +80,31 @@ func TestPollerWaitTimeout(t *testing.T) {
 	}
 }
 
-// TestPollerArm: with its read interest off, a registered fd that is
-// readable does not end a wait (a coalescing pause lets beats queue so);
-// turned on again, level-triggered, it is reported at once.
-func TestPollerArm(t *testing.T) {
+// pollerWithPair returns a poller with fds[0], one end of a datagram
+// socketpair, registered for reading; all are closed when t ends.
+func pollerWithPair(t *testing.T) (*poller, [2]int) {
+	t.Helper()
 	p, err := newPoller()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.close()
+	t.Cleanup(p.close)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
 	if err := p.add(fds[0], true, false); err != nil {
 		t.Fatal(err)
 	}
+	return p, fds
+}
+
+// TestPollerArm: with its read interest off, a registered fd that is
+// readable does not end a wait (a coalescing pause lets beats queue so);
+// turned on again, level-triggered, it is reported at once.
+func TestPollerArm(t *testing.T) {
+	p, fds := pollerWithPair(t)
 	if _, err := unix.Write(fds[1], []byte("beat")); err != nil {
 		t.Fatal(err)
 	}
@@ -152,20 +159,7 @@ func TestPollerSubMillisecondWait(t *testing.T) {
 // behaves as any other: it reports a ready fd, keeps its timeout with
 // either syscall, and reports a wake from another goroutine.
 func TestPollerHeldWait(t *testing.T) {
-	p, err := newPoller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
-	if err := p.add(fds[0], true, false); err != nil {
-		t.Fatal(err)
-	}
+	p, fds := pollerWithPair(t)
 	out := make([]pollEvent, 4)
 	fine := p.fine
 	for _, p.fine = range []bool{fine, false} {
@@ -193,6 +187,7 @@ func TestPollerHeldWait(t *testing.T) {
 		// A wait may also end early with nothing (EINTR: a signal): then
 		// the loop waits again, as here.
 		n = 0
+		var err error
 		for until := time.Now().Add(5 * time.Second); n == 0 && err == nil && time.Now().Before(until); {
 			n, err = p.wait(out, heldWaitMax, true)
 		}

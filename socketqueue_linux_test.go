@@ -192,6 +192,21 @@ func TestSocketQueueUnprivileged(t *testing.T) {
 	runAsNobody(t, roProcSys, "TestSocketQueueUnprivileged", "VARTA_QUEUE_CHILD=machine", "VARTA_QUEUE_DIR="+dir, "VARTA_QUEUE_WHY="+why)
 }
 
+// copyExecutable copies the program at src to dst, mode 0755 (a copy that
+// user nobody may run, outside root's private temporary directories), and
+// returns dst.
+func copyExecutable(t testing.TB, src, dst string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
 // usernsAsNobody tells whether user 65534 may create a user and a network
 // namespace here, as the socket helper does: nil if it may. (It asks
 // util-linux: Go's SysProcAttr would apply the credentials inside the new
@@ -216,14 +231,7 @@ func runAsNobody(t *testing.T, wrapper []string, name string, env ...string) {
 	}
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "test.bin")
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := copyExecutable(t, self, filepath.Join(dir, "test.bin"))
 	cmd := exec.Command(bin, "-test.run", "^"+name+"$", "-test.v")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if wrapper != nil {
