@@ -5,6 +5,8 @@ package loadgen
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -127,5 +129,150 @@ func itoa(v uint32) string {
 		if v == 0 {
 			return string(b[i:])
 		}
+	}
+}
+
+// TestMirrorCountsEachReceiver: with Also, every paced beat goes to both
+// sockets and each one's refusals are its own: a receiver that reads
+// everything loses nothing while one that never reads fills its queue and
+// then refuses the rest. The sender's own pid needs no privilege.
+func TestMirrorCountsEachReceiver(t *testing.T) {
+	dir, err := os.MkdirTemp("", "lg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	read, stuck := filepath.Join(dir, "read.sock"), filepath.Join(dir, "stuck.sock")
+	r, err := Listen(read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	never, err := Listen(stuck) // bound, never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { never.Close() }() // the one open at the end
+	stop := make(chan struct{})
+	got := make(chan ReceiverResult, 1)
+	go func() {
+		res, err := r.Run(stop)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- res
+	}()
+	pid := uint32(os.Getpid())
+	// 3 agents × 20 Hz for 1 s: 60 beats each way, 20 ms apart.
+	res, err := Run(Config{Socket: read, Also: stuck, Pids: []uint32{pid, pid, pid}, RateHz: 20, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	rr := <-got
+	if res.Also == nil {
+		t.Fatal("a mirrored run returned no tally for its second receiver")
+	}
+	beats := res.Sent + res.Lost
+	if beats < 55 || beats > 61 {
+		t.Fatalf("sent %d + lost %d beats to the first receiver, want ~60", res.Sent, res.Lost)
+	}
+	if a := res.Also; a.Sent+a.Lost != beats {
+		t.Errorf("second receiver: sent %d + lost %d, want the first's %d beats", a.Sent, a.Lost, beats)
+	}
+	if rr.Frames != res.Sent {
+		t.Errorf("the reading receiver counted %d frames, the sender sent it %d", rr.Frames, res.Sent)
+	}
+	if res.Lost > beats/2 {
+		// 20 ms apart: only a receiver not scheduled for most of a
+		// second refuses that many.
+		t.Errorf("the reading receiver lost %d of %d", res.Lost, beats)
+	}
+	// The stuck socket takes at most max_dgram_qlen + 1 datagrams (the
+	// kernel's test is "more than the limit queued") and refuses the rest.
+	qlen, err := strconv.Atoi(strings.TrimSpace(readProc("/proc/sys/net/unix/max_dgram_qlen")))
+	if err != nil || int64(qlen)+1 >= beats {
+		t.Logf("max_dgram_qlen %q: the never-read socket's queue may hold every beat, its refusals are not checked", readProc("/proc/sys/net/unix/max_dgram_qlen"))
+	} else if a := res.Also; a.Sent == 0 || a.Sent > int64(qlen)+1 || a.LostRuns < 1 {
+		t.Errorf("the never-read receiver (queue %d): sent %d, lost %d (%d runs) of %d, want its queue's worth taken and the rest lost", qlen, a.Sent, a.Lost, a.LostRuns, beats)
+	}
+	if res.LostBoth > res.Lost {
+		t.Errorf("%d beats lost by both receivers, but the first lost only %d", res.LostBoth, res.Lost)
+	}
+
+	// Two sockets never read: each takes the first beats its queue holds
+	// and refuses every later one, so the beats both refused are all those
+	// after the longer queue filled, as many as the smaller loss.
+	stuck2 := filepath.Join(dir, "stuck2.sock")
+	never2, err := Listen(stuck2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer never2.Close()
+	if err := never.Close(); err != nil { // a fresh, empty queue for the second run
+		t.Fatal(err)
+	}
+	if never, err = Listen(stuck); err != nil {
+		t.Fatal(err)
+	}
+	both, err := Run(Config{Socket: stuck, Also: stuck2, Pids: []uint32{pid, pid, pid}, RateHz: 20, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := min(both.Lost, both.Also.Lost); both.LostBoth != want || want == 0 {
+		t.Errorf("two never-read receivers lost %d and %d; %d counted as lost by both, want %d (and some)", both.Lost, both.Also.Lost, both.LostBoth, want)
+	}
+	if _, err := Run(Config{Socket: read, Also: stuck, Pids: []uint32{pid}, Flood: true, Beats: 1}); err == nil {
+		t.Error("a mirrored flood was accepted")
+	}
+}
+
+func readProc(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// TestRunBatchedTakesEveryFrame: the batched receiver, waking every 9 ms,
+// takes every frame it was sent off its queue, credentials and timestamps
+// attached, in batches, and counts them.
+func TestRunBatchedTakesEveryFrame(t *testing.T) {
+	dir, err := os.MkdirTemp("", "lg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "b.sock")
+	r, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	stop := make(chan struct{})
+	got := make(chan ReceiverResult, 1)
+	go func() {
+		res, err := r.RunBatched(stop, 9*time.Millisecond, true)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- res
+	}()
+	pid := uint32(os.Getpid())
+	// 2 agents × 50 Hz: 100 frames/s, under one a wake, so even a queue of
+	// 10 holds what gathers while the receiver sleeps.
+	res, err := Run(Config{Socket: sock, Pids: []uint32{pid, pid}, RateHz: 50, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	rr := <-got
+	if res.Sent < 10 {
+		// A queue of 10 holds 100 ms here: only a receiver not run for
+		// most of the second refuses more.
+		t.Fatalf("sent %d of ~100 frames (lost %d)", res.Sent, res.Lost)
+	}
+	if rr.Frames != res.Sent || rr.Other != 0 {
+		t.Errorf("batched receiver counted %d frames (+%d other), the sender sent %d", rr.Frames, rr.Other, res.Sent)
 	}
 }

@@ -38,6 +38,14 @@ type Config struct {
 	// Stop ends the run early when closed (e.g. on SIGINT).
 	Stop <-chan struct{}
 
+	// Also, when set, is a second receiver's socket that gets every beat
+	// of a paced run too, the two sends of a beat back to back in an order
+	// that alternates from beat to beat: two receivers measured side by
+	// side under the same load at the same moments, so that what the
+	// machine does to one (a vCPU the hypervisor did not run, a late
+	// sender) it does to the other. Result.Also counts its sends.
+	Also string
+
 	// Nonces, when not nil, holds each agent's last nonce (len(Pids)
 	// entries) and is updated in place, so that one run can continue
 	// another's agents. Otherwise every agent starts again from nonce 1.
@@ -76,6 +84,36 @@ type Result struct {
 	// is a silence of at least two periods, so a stall (a false one) for
 	// any receiver whose threshold is shorter than that.
 	LostRuns int64 `json:"lost_runs,omitempty"`
+	// Also counts the sends to Config.Also, when set, and LostBoth the
+	// beats that both receivers refused.
+	Also     *Tally `json:"also,omitempty"`
+	LostBoth int64  `json:"lost_both,omitempty"`
+}
+
+// Tally is what one receiver of a mirrored run was sent and refused
+// (Result's fields of the same names).
+type Tally struct {
+	Sent     int64 `json:"sent"`
+	Lost     int64 `json:"lost"`
+	LostLate int64 `json:"lost_late,omitempty"`
+	LostRuns int64 `json:"lost_runs,omitempty"`
+}
+
+// count adds one send's outcome; lostLast is whether the agent's previous
+// beat to the same receiver was lost.
+func (t *Tally) count(ok, late bool, lostLast *bool) {
+	if !ok && !*lostLast {
+		t.LostRuns++
+	}
+	*lostLast = !ok
+	if ok {
+		t.Sent++
+		return
+	}
+	t.Lost++
+	if late {
+		t.LostLate++
+	}
 }
 
 // The runtime reads the monotonic clock through the vDSO; x/sys's
@@ -127,6 +165,16 @@ func Run(cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	defer s.Close()
+	var also *Sender
+	if cfg.Also != "" {
+		if cfg.Flood {
+			return Result{}, errors.New("loadgen: a second receiver is for paced runs only")
+		}
+		if also, err = NewSender(cfg.Also); err != nil {
+			return Result{}, err
+		}
+		defer also.Close()
+	}
 	if cfg.Nonces == nil {
 		cfg.Nonces = make([]uint64, n)
 	} else if len(cfg.Nonces) != n {
@@ -135,7 +183,7 @@ func Run(cfg Config) (Result, error) {
 	if cfg.Flood {
 		return runFlood(s, cfg)
 	}
-	return runPaced(s, cfg)
+	return runPaced(s, also, cfg)
 }
 
 func stopped(c <-chan struct{}) bool {
@@ -185,11 +233,12 @@ func runFlood(s *Sender, cfg Config) (Result, error) {
 	return res, nil
 }
 
-func runPaced(s *Sender, cfg Config) (Result, error) {
+func runPaced(s, also *Sender, cfg Config) (Result, error) {
 	n := len(cfg.Pids)
 	nonces := cfg.Nonces
-	silent, lostLast := make([]bool, n), make([]bool, n)
+	silent, lostLast, alsoLostLast := make([]bool, n), make([]bool, n), make([]bool, n)
 	res := Result{Mode: "paced", Agents: n, RateHz: cfg.RateHz}
+	var main, second Tally
 	if cfg.SilenceEvery > 0 {
 		for i := 0; i < n; i += cfg.SilenceEvery {
 			silent[i] = true
@@ -237,34 +286,54 @@ func runPaced(s *Sender, cfg Config) (Result, error) {
 			continue
 		}
 		nonces[i]++
-		ok, err := s.Send(StatusOK, cfg.Pids[i], uint64(now), nonces[i], uint32(i))
-		if err != nil {
-			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[i], err)
-		}
 		late := lag > int64(LateAfter)
 		if late {
 			res.Late++
 		}
-		if !ok && !lostLast[i] {
-			res.LostRuns++
-		}
-		lostLast[i] = !ok
-		if ok {
-			res.Sent++
-		} else {
-			res.Lost++
-			if late {
-				res.LostLate++
+		var err error
+		alsoOK := true
+		if also != nil && k&1 == 0 {
+			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i]); err != nil {
+				return res, err
 			}
+		}
+		ok, err := s.Send(StatusOK, cfg.Pids[i], uint64(now), nonces[i], uint32(i))
+		if err != nil {
+			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[i], err)
+		}
+		main.count(ok, late, &lostLast[i])
+		if !ok {
 			sec := int((due - start) / 1e9)
 			for len(res.LostPerSecond) <= sec {
 				res.LostPerSecond = append(res.LostPerSecond, 0)
 			}
 			res.LostPerSecond[sec]++
 		}
+		if also != nil && k&1 == 1 {
+			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i]); err != nil {
+				return res, err
+			}
+		}
+		if !ok && !alsoOK {
+			res.LostBoth++
+		}
+	}
+	res.Sent, res.Lost, res.LostLate, res.LostRuns = main.Sent, main.Lost, main.LostLate, main.LostRuns
+	if also != nil {
+		res.Also = &second
 	}
 	res.DurationSec = float64(Mono()-start) / 1e9
 	res.SendRate = float64(res.Sent) / res.DurationSec
 	res.MaxLagUs = float64(maxLag) / 1e3
 	return res, nil
+}
+
+// sendTo sends one paced beat to the second receiver and counts it.
+func sendTo(s *Sender, t *Tally, pid uint32, now int64, nonce uint64, i int, late bool, lostLast *bool) (bool, error) {
+	ok, err := s.Send(StatusOK, pid, uint64(now), nonce, uint32(i))
+	if err != nil {
+		return false, fmt.Errorf("loadgen: second receiver, pid %d: %w", pid, err)
+	}
+	t.count(ok, late, lostLast)
+	return ok, nil
 }
