@@ -10,12 +10,15 @@
 //   - steady: 4096 kernel-attested agents × 1 Hz spread evenly, /metrics
 //     scraped every second, a quarter of the agents going silent at a known
 //     time: CPU, RSS, beats lost to a full socket queue, stall precision,
-//     scrape time and size;
+//     scrape time and size; then the same load into the bare receiver, and
+//     into a receiver that reads as the observer does and nothing else
+//     (the floor under its CPU);
 //   - queue: rounds of 4096 agents × 1 Hz into the bare receiver and the
-//     observer with --socket-queue 0, both on the machine's queue
-//     (max_dgram_qlen, 10 by default), then into the observer with its own
-//     queue, the observers scraped every second: beats lost, the stalls
-//     they cause, CPU, and scrape latency with each queue;
+//     observer with --socket-queue 0 at the same time (every beat sent to
+//     both), both on the machine's queue (max_dgram_qlen, 10 by default),
+//     then into the observer with its own queue, the observers scraped
+//     every second: beats lost, the stalls they cause, CPU, and scrape
+//     latency with each queue;
 //   - flood: one million beats as fast as possible into the bare receiver
 //     and into the observer (event file and metrics on, GODEBUG=gctrace=1),
 //     alternating, for throughput and garbage collections.
@@ -63,6 +66,7 @@ var (
 	scenarios   = flag.String("scenarios", "idle,steady,queue,wakeups,flood", "which end-to-end scenarios to run")
 	observerB   = flag.String("observer-b", "", "with --scenarios ab: a second binary to compare with --observer at 4096 × 1 Hz, alternating")
 	bareRecv    = flag.String("bare-receiver", "", "internal: be the bare receiver on this socket until SIGTERM")
+	bareBatched = flag.Bool("bare-batched", false, "internal: the bare receiver reads in batches every 9 ms, with timestamps, as the observer does")
 )
 
 func main() {
@@ -134,8 +138,11 @@ type results struct {
 	Steady       steadyResult      `json:"steady"`
 	Flood        []floodRound      `json:"flood"`
 	BareSteady   liteResult        `json:"bare_steady"`
-	Queue        []queueRound      `json:"queue"`
-	Wakeups      []wakeupResult    `json:"wakeups"`
+	// BareBatched: the same load into a receiver that only does what the
+	// observer must, reading in batches every 9 ms (the CPU floor).
+	BareBatched liteResult     `json:"bare_batched"`
+	Queue       []queueRound   `json:"queue"`
+	Wakeups     []wakeupResult `json:"wakeups"`
 	// ObserverQueue is the socket queue the observer reported at start
 	// (its own network namespace's, or the machine's limit).
 	ObserverQueue int                `json:"observer_queue"`
@@ -203,10 +210,14 @@ func run() error {
 		if r.BareSteady, err = runLite(kids.Pids, "bare", r.ObserverQueue, false); err != nil {
 			return err
 		}
+		progress("the same load into a receiver that reads it in batches every 9 ms, with credentials and timestamps, and does nothing else (socket queue %d) (%v): the floor under the observer's CPU", r.ObserverQueue, liteDur)
+		if r.BareBatched, err = runLite(kids.Pids, "bare-batched", r.ObserverQueue, false); err != nil {
+			return err
+		}
 	}
 
 	for i := 0; want("queue") && i < *rounds; i++ {
-		progress("queue round %d/%d: %d × 1 Hz for %v each into the bare receiver and the observer with the machine's queue (%s), then the observer with its own; the observers scraped every second", i+1, *rounds, len(kids.Pids), liteDur, r.Machine["qlen"])
+		progress("queue round %d/%d: %d × 1 Hz for %v into the bare receiver and the observer with the machine's queue (%s) side by side, every beat sent to both, then into the observer with its own; the observers scraped every second", i+1, *rounds, len(kids.Pids), liteDur, r.Machine["qlen"])
 		q, err := runQueueRound(kids.Pids, r.PromEndpoint)
 		if err != nil {
 			return err
@@ -420,17 +431,21 @@ func observerQueue(stderrPath string) int {
 // net.unix.max_dgram_qlen is qlen (as the observer creates its socket), so
 // both receivers are measured with the same queue; the machine's setting
 // stays as it is. unshare and sh exec, so the pid is the receiver's.
-func bareReceiverCmd(sock string, qlen int) (*exec.Cmd, error) {
+func bareReceiverCmd(sock string, qlen int, batched bool) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
+	args := []string{"--bare-receiver", sock}
+	if batched {
+		args = append(args, "--bare-batched")
+	}
 	machineQ, _ := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/net/unix/max_dgram_qlen")))
 	if qlen <= machineQ {
-		return exec.Command(self, "--bare-receiver", sock), nil
+		return exec.Command(self, args...), nil
 	}
 	script := fmt.Sprintf(`echo %d > /proc/sys/net/unix/max_dgram_qlen && exec "$0" "$@"`, qlen)
-	return exec.Command("unshare", "-n", "sh", "-c", script, self, "--bare-receiver", sock), nil
+	return exec.Command("unshare", append([]string{"-n", "sh", "-c", script, self}, args...)...), nil
 }
 
 // promAvailable reports whether the observer binary serves /metrics.
@@ -950,7 +965,13 @@ func runBareReceiver(sock string) int {
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sigc; close(stop) }()
-	res, err := r.Run(stop)
+	var res loadgen.ReceiverResult
+	if *bareBatched {
+		runtime.GOMAXPROCS(1) // as the observer runs on Linux
+		res, err = r.RunBatched(stop, 9*time.Millisecond, true)
+	} else {
+		res, err = r.Run(stop)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -962,7 +983,7 @@ func runBareReceiver(sock string) int {
 // floodBare floods a bare receiver running as its own process, like the
 // observer, so both compete with the sender for the same two cores.
 func floodBare(pids []uint32, qlen int) (loadgen.ReceiverResult, error) {
-	b, err := startBareReceiver(qlen)
+	b, err := startBareReceiver(qlen, false)
 	if err != nil {
 		return loadgen.ReceiverResult{}, err
 	}
@@ -991,13 +1012,13 @@ type bareProc struct {
 
 // startBareReceiver runs the bare receiver with a socket queue of qlen (see
 // bareReceiverCmd) and returns once its socket exists.
-func startBareReceiver(qlen int) (*bareProc, error) {
+func startBareReceiver(qlen int, batched bool) (*bareProc, error) {
 	dir, err := os.MkdirTemp("", "vwbare")
 	if err != nil {
 		return nil, err
 	}
 	b := &bareProc{dir: dir, sock: filepath.Join(dir, "bare.sock")}
-	if b.cmd, err = bareReceiverCmd(b.sock, qlen); err != nil {
+	if b.cmd, err = bareReceiverCmd(b.sock, qlen, batched); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -1164,6 +1185,10 @@ func renderTable(r *results) string {
 			w("| … the same load into the bare receiver with the same socket queue (%d), same run (the machine's floor) | | lost %d of %d (%d sent late); CPU %.2f %% (schedstat %.2f %%), %.0f context switches/s; %d gaps over 2 ms between frames, longest %.1f ms | |\n",
 				b.Qlen, b.Load.Lost, b.Load.Sent+b.Load.Lost, b.Load.LostLate, b.CPUPercent, b.CPUSchedPc, b.Switches, b.Gaps2ms, b.MaxGapMs)
 		}
+		if b := r.BareBatched; b.Load.Sent > 0 {
+			w("| … into a receiver that only takes the beats off the queue as the observer does (every 9 ms, recvmmsg of 16 with SO_PASSCRED and SO_TIMESTAMPNS; socket queue %d), same run: the floor under the CPU row | | CPU %.2f %% (schedstat %.2f %%; threads: %s), %.0f context switches/s; lost %d of %d | |\n",
+				b.Qlen, b.CPUPercent, b.CPUSchedPc, fmtThreads(b.Threads), b.Switches, b.Load.Lost, b.Load.Sent+b.Load.Lost)
+		}
 	}
 	if len(r.Queue) > 0 {
 		renderQueueRows(w, r)
@@ -1250,6 +1275,7 @@ func renderQueueRows(w func(string, ...any), r *results) {
 	lost := func(x liteResult) float64 { return float64(x.Load.Lost) }
 	late := func(x liteResult) float64 { return float64(x.Load.LostLate) }
 	runs := func(x liteResult) float64 { return float64(x.Load.LostRuns) }
+	both := func(x liteResult) float64 { return float64(x.Load.LostBoth) }
 	stalls := func(x liteResult) float64 { return float64(x.Stalls) }
 	cpu := func(x liteResult) float64 { return math.Round(x.CPUSchedPc*100) / 100 }
 	sw := func(x liteResult) float64 { return math.Round(x.Switches) }
@@ -1258,6 +1284,7 @@ func renderQueueRows(w func(string, ...any), r *results) {
 	ml, mlr := med(mach, lost)
 	_, bLate := med(bare, late)
 	_, mLate := med(mach, late)
+	_, mBoth := med(mach, both)
 	bu, bur := med(bare, runs)
 	mu, mur := med(mach, runs)
 	ms, msr := med(mach, stalls)
@@ -1269,8 +1296,8 @@ func renderQueueRows(w func(string, ...any), r *results) {
 	if !r.PromEndpoint {
 		scraped = "not scraped: no /metrics in this build"
 	}
-	w("| beats lost at the machine's queue (%d): the observer with --socket-queue 0 (%s) against the bare receiver on the same queue, %d agents × 1 Hz, %v each, side by side in %d rounds; medians (rounds) | lost ≤ the bare receiver's, CPU below it | observer lost %.0f of %d (%s; of them sent > 1 ms late by the sender: %s), stalls those losses cause %.0f (%s; its event file: %.0f stalls, %s), CPU %.2f %% (%s; schedstat), %.0f switches/s; bare receiver lost %.0f (%s; sent late: %s), stalls they would cause %.0f (%s), CPU %.2f %% (%s), %.0f switches/s | %s |\n",
-		mach[0].Qlen, scraped, *agents, liteDur, len(r.Queue), ml, sent(mach), mlr, mLate, mu, mur, ms, msr, mc, mcr, msw, bl, blr, bLate, bu, bur, bc, bcr, bs, verdict(ml <= bl && mc < bc))
+	w("| beats lost at the machine's queue (%d): the observer with --socket-queue 0 (%s) against the bare receiver on the same queue, %d agents × 1 Hz for %v, side by side (every beat sent to both, back to back, in alternating order), %d rounds; medians (rounds) | lost ≤ the bare receiver's, CPU below it | observer lost %.0f of %d (%s; of them sent > 1 ms late by the sender: %s; lost by the bare receiver too: %s), stalls those losses cause %.0f (%s; its event file: %.0f stalls, %s), CPU %.2f %% (%s; schedstat), %.0f switches/s; bare receiver lost %.0f (%s; sent late: %s), stalls they would cause %.0f (%s), CPU %.2f %% (%s), %.0f switches/s | %s |\n",
+		mach[0].Qlen, scraped, *agents, liteDur, len(r.Queue), ml, sent(mach), mlr, mLate, mBoth, mu, mur, ms, msr, mc, mcr, msw, bl, blr, bLate, bu, bur, bc, bcr, bs, verdict(ml <= bl && mc < bc))
 	ol, olr := med(own, lost)
 	os_, osr := med(own, stalls)
 	oc, ocr := med(own, cpu)
@@ -1383,76 +1410,134 @@ type liteResult struct {
 // gives its socket by itself ("observer-own-queue"), scraped every second
 // when scraped, and measures the receiver's CPU from 4 s to 13 s.
 func runLite(pids []uint32, kind string, qlen int, scraped bool) (liteResult, error) {
-	var r liteResult
-	var pid int
-	var sock string
-	var finish func() error
+	rs, err := runSide(pids, []string{kind}, qlen, scraped)
+	return rs[0], err
+}
+
+// liteReceiver is one receiver of runSide.
+type liteReceiver struct {
+	kind   string
+	pid    int
+	sock   string
+	finish func() error
+}
+
+// runSide is runLite for one receiver, or for two side by side: the
+// sender sends each beat to both, back to back (loadgen.Config.Also), so
+// that both are measured under the same load at the same moments.
+func runSide(pids []uint32, kinds []string, qlen int, scraped bool) ([]liteResult, error) {
+	rs := make([]liteResult, len(kinds))
+	recv := make([]liteReceiver, len(kinds))
 	loadEnd := int64(math.MaxInt64)
-	switch kind {
-	case "bare":
-		b, err := startBareReceiver(qlen)
-		if err != nil {
-			return r, err
+	defer func() {
+		for _, x := range recv {
+			if x.finish != nil { // not finished: an error on the way
+				x.finish()
+			}
 		}
-		q, _ := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/net/unix/max_dgram_qlen")))
-		r.Qlen = max(q, qlen)
-		pid, sock = b.cmd.Process.Pid, b.sock
-		finish = func() error {
-			rr, err := b.stop()
-			r.Received, r.Gaps2ms, r.MaxGapMs = rr.Frames, rr.Gaps2ms, rr.MaxGapUs/1000
-			return err
-		}
-	default:
-		args := []string{"--threshold-ms", strconv.Itoa(*thresholdMs), "--tracker-capacity", strconv.Itoa(len(pids))}
-		if kind == "observer-machine-queue" {
-			args = append(args, "--socket-queue", "0")
-		}
-		p, err := startObserver(kind, scraped, nil, args...)
-		if err != nil {
-			return r, err
-		}
-		defer p.remove()
-		pid, sock = p.pid(), p.sock
-		sc := startScraper(p.promAddr)
-		finish = func() error {
-			r.Scrapes = sc.finish()
-			if err := p.stop(); err != nil {
+	}()
+	for i, kind := range kinds {
+		r := &rs[i]
+		x := &recv[i]
+		x.kind = kind
+		switch kind {
+		case "bare", "bare-batched":
+			b, err := startBareReceiver(qlen, kind == "bare-batched")
+			if err != nil {
+				return rs, err
+			}
+			q, _ := strconv.Atoi(strings.TrimSpace(readFile("/proc/sys/net/unix/max_dgram_qlen")))
+			r.Qlen = max(q, qlen)
+			x.pid, x.sock = b.cmd.Process.Pid, b.sock
+			x.finish = func() error {
+				rr, err := b.stop()
+				r.Received, r.Gaps2ms, r.MaxGapMs = rr.Frames, rr.Gaps2ms, rr.MaxGapUs/1000
 				return err
 			}
-			r.Qlen = observerQueue(p.stderr) // logged by then: the logger writes asynchronously
-			return eachEvent(p.events, func(ns int64, kind, _ string, _ uint64) {
-				if kind == "stall" && ns <= loadEnd {
-					r.Stalls++
+		default:
+			args := []string{"--threshold-ms", strconv.Itoa(*thresholdMs), "--tracker-capacity", strconv.Itoa(len(pids))}
+			if kind == "observer-machine-queue" {
+				args = append(args, "--socket-queue", "0")
+			}
+			p, err := startObserver(kind, scraped, nil, args...)
+			if err != nil {
+				return rs, err
+			}
+			x.pid, x.sock = p.pid(), p.sock
+			sc := startScraper(p.promAddr)
+			x.finish = func() error {
+				defer p.remove()
+				r.Scrapes = sc.finish()
+				if err := p.stop(); err != nil {
+					return err
 				}
-			})
+				r.Qlen = observerQueue(p.stderr) // logged by then: the logger writes asynchronously
+				return eachEvent(p.events, func(ns int64, kind, _ string, _ uint64) {
+					if kind == "stall" && ns <= loadEnd {
+						r.Stalls++
+					}
+				})
+			}
 		}
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		time.Sleep(4 * time.Second)
-		c0, n0, s0, th0, t0 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid), threadSamples(pid), time.Now()
+		type sample struct {
+			ticks, ns int64
+			sw        map[string]int64
+			th        map[string]threadSample
+		}
+		take := func() []sample {
+			ss := make([]sample, len(recv))
+			for i, x := range recv {
+				ss[i] = sample{cpuTicks(x.pid), cpuNs(x.pid), taskSwitches(x.pid), threadSamples(x.pid)}
+			}
+			return ss
+		}
+		s0, t0 := take(), time.Now()
 		time.Sleep(9 * time.Second)
-		c1, n1, s1, th1 := cpuTicks(pid), cpuNs(pid), taskSwitches(pid), threadSamples(pid)
+		s1 := take()
 		d := time.Since(t0).Seconds()
-		r.CPUPercent = 100 * float64(c1-c0) / clockTicks / d
-		r.CPUSchedPc = 100 * float64(n1-n0) / 1e9 / d
-		sw, _ := sumSwitchDelta(s0, s1)
-		r.Switches = float64(sw) / d
-		r.Threads = threadUses(th0, th1, d)
+		for i := range rs {
+			rs[i].CPUPercent = 100 * float64(s1[i].ticks-s0[i].ticks) / clockTicks / d
+			rs[i].CPUSchedPc = 100 * float64(s1[i].ns-s0[i].ns) / 1e9 / d
+			sw, _ := sumSwitchDelta(s0[i].sw, s1[i].sw)
+			rs[i].Switches = float64(sw) / d
+			rs[i].Threads = threadUses(s0[i].th, s1[i].th, d)
+		}
 	}()
-	load, err := loadgen.Run(loadgen.Config{Socket: sock, Pids: pids, RateHz: 1, Duration: liteDur})
+	cfg := loadgen.Config{Socket: recv[0].sock, Pids: pids, RateHz: 1, Duration: liteDur}
+	if len(recv) > 1 {
+		cfg.Also = recv[1].sock
+	}
+	load, err := loadgen.Run(cfg)
 	loadEnd = loadgen.Mono()
 	<-done
-	r.Load = load
-	if ferr := finish(); err == nil {
-		err = ferr
+	for i := range rs {
+		rs[i].Load = load
+		if i == 1 && load.Also != nil {
+			a := load.Also
+			rs[i].Load.Sent, rs[i].Load.Lost, rs[i].Load.LostLate, rs[i].Load.LostRuns = a.Sent, a.Lost, a.LostLate, a.LostRuns
+			rs[i].Load.LostPerSecond = nil
+		}
+		rs[i].Load.Also = nil
+		if ferr := recv[i].finish(); err == nil {
+			err = ferr
+		}
+		recv[i].finish = nil
+		r := &rs[i]
+		p50, p99 := scrapePercentiles(r.Scrapes)
+		both := ""
+		if len(recv) > 1 {
+			both = fmt.Sprintf("; %d lost by both receivers", load.LostBoth)
+		}
+		progress("  %s (qlen %d): lost %d of %d (%d sent late; %d runs of an agent's lost beats%s), %d stalls; CPU %.2f%% (schedstat %.2f%%), %.0f switches/s; %d scrapes, p50 %.2f ms, p99 %.2f ms", recv[i].kind, r.Qlen,
+			r.Load.Lost, r.Load.Sent+r.Load.Lost, r.Load.LostLate, r.Load.LostRuns, both, r.Stalls, r.CPUPercent, r.CPUSchedPc, r.Switches, len(r.Scrapes), p50, p99)
+		progress("    threads, busiest first (CPU, voluntary+involuntary switches/s): %s", fmtThreads(r.Threads))
 	}
-	p50, p99 := scrapePercentiles(r.Scrapes)
-	progress("  %s (qlen %d): lost %d of %d (%d sent late; %d runs of an agent's lost beats), %d stalls; CPU %.2f%% (schedstat %.2f%%), %.0f switches/s; %d scrapes, p50 %.2f ms, p99 %.2f ms", kind, r.Qlen,
-		load.Lost, load.Sent+load.Lost, load.LostLate, load.LostRuns, r.Stalls, r.CPUPercent, r.CPUSchedPc, r.Switches, len(r.Scrapes), p50, p99)
-	progress("    threads, busiest first (CPU, voluntary+involuntary switches/s): %s", fmtThreads(r.Threads))
-	return r, err
+	return rs, err
 }
 
 // scrapePercentiles returns p50 and p99 of the successful scrapes' times
@@ -1470,7 +1555,8 @@ func scrapePercentiles(ss []scrape) (p50, p99 float64) {
 // ---- the socket queue: the machine's and the observer's own ----
 
 // queueRound is one round of the queue scenario: the same 4096 × 1 Hz load
-// into three receivers one after the other.
+// into the bare receiver and the observer on the machine's queue at the
+// same time, then into the observer with its own queue.
 type queueRound struct {
 	Bare    liteResult `json:"bare_machine_queue"`
 	Machine liteResult `json:"observer_machine_queue"`
@@ -1479,16 +1565,15 @@ type queueRound struct {
 
 // runQueueRound measures what the machine's queue (net.unix.max_dgram_qlen,
 // 10 by default) costs the observer against the bare receiver on the same
-// queue, and what a scrape costs with each queue: the bare receiver, the
-// observer with --socket-queue 0 and the observer with its own queue, the
-// observers scraped every second.
+// queue, and what a scrape costs with each queue: the bare receiver and
+// the observer with --socket-queue 0 side by side, every beat sent to
+// both (runSide), then the observer with its own queue; the observers
+// scraped every second.
 func runQueueRound(pids []uint32, prom bool) (queueRound, error) {
 	var q queueRound
-	var err error
-	if q.Bare, err = runLite(pids, "bare", 0, false); err != nil {
-		return q, err
-	}
-	if q.Machine, err = runLite(pids, "observer-machine-queue", 0, prom); err != nil {
+	pair, err := runSide(pids, []string{"observer-machine-queue", "bare"}, 0, prom)
+	q.Machine, q.Bare = pair[0], pair[1]
+	if err != nil {
 		return q, err
 	}
 	q.Own, err = runLite(pids, "observer-own-queue", 0, prom)
