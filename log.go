@@ -147,20 +147,27 @@ func (l *logger) writer() {
 }
 
 // writeOut writes b to stderr from the writer goroutine without ever
-// blocking in write(2). With one P (setLoopProcs) a goroutine blocked in a
-// syscall holds the P until sysmon retakes it, up to ~20 ms in which the
-// loop cannot run; a reader of stderr that falls behind would stall the
-// loop at every write. So it writes only what poll(2) says fits (a pipe
-// that polls writable has a free page: PIPE_BUF bytes go in whole; a socket
-// or terminal takes at least that much), and otherwise sleeps, which frees
-// the P, for 1 ms at first and up to 64 ms while stderr stays full.
+// blocking in write(2) (writePolled).
 func (l *logger) writeOut(b []byte) (int, error) {
+	return writePolled(int(l.out.Fd()), &l.pfd, b)
+}
+
+// writePolled writes b to fd from a goroutine other than the loop's
+// without ever blocking in write(2). With one P (setLoopProcs) a goroutine
+// blocked in a syscall holds the P until sysmon retakes it, up to ~20 ms
+// in which the loop cannot run; a reader of stderr or stdout that falls
+// behind would stall the loop at every write. So it writes only what
+// poll(2) says fits (a pipe that polls writable has a free page: PIPE_BUF
+// bytes go in whole; a socket or terminal takes at least that much), and
+// otherwise sleeps, which frees the P, for 1 ms at first and up to 64 ms
+// while fd stays full. pfd is the caller's, so that a write allocates
+// nothing.
+func writePolled(fd int, pfd *[1]unix.PollFd, b []byte) (int, error) {
 	const pipeBuf = 4096
-	fd := int(l.out.Fd())
-	l.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
+	pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
 	written, backoff := 0, time.Millisecond
 	for written < len(b) {
-		n, err := unix.Poll(l.pfd[:], 0)
+		n, err := unix.Poll(pfd[:], 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -173,7 +180,7 @@ func (l *logger) writeOut(b []byte) (int, error) {
 		if err == unix.EINTR {
 			continue
 		}
-		if err == unix.EAGAIN || err == nil && m == 0 { // stderr non-blocking, set so by another process
+		if err == unix.EAGAIN || err == nil && m == 0 { // non-blocking, set so by another process
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 64*time.Millisecond)
 			continue

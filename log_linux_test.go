@@ -81,27 +81,7 @@ func TestLoggerNeverBlocksOnAStalledReader(t *testing.T) {
 // in which the loop cannot run. It waits for room by sleeping instead, and
 // writes the lines once the reader reads.
 func TestLogWriterNeverSleepsInWrite(t *testing.T) {
-	if os.Getenv("VARTA_QEMU_USER") == "1" {
-		t.Skip("qemu-user: /proc/self/task/*/syscall shows the emulator's host syscalls")
-	}
-	if b, err := os.ReadFile("/proc/self/syscall"); err != nil || len(b) == 0 {
-		t.Skipf("no /proc/self/syscall here (%v): a thread asleep in write(2) cannot be seen", err)
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	wfd := int(w.Fd()) // blocking from here, as stderr is
-	unix.SetNonblock(wfd, true)
-	page := make([]byte, 4096)
-	for {
-		if _, err := unix.Write(wfd, page); err != nil {
-			break // EAGAIN: the pipe is full
-		}
-	}
-	unix.SetNonblock(wfd, false)
+	r, w, wfd := fullPipe(t)
 	l := newLogger(false, w)
 	if !l.async {
 		t.Fatal("a pipe did not make the logger asynchronous")
@@ -109,20 +89,9 @@ func TestLogWriterNeverSleepsInWrite(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		l.info("line", fInt("n", int64(i)))
 	}
-	blockedInWrite := func() string {
-		tasks, _ := os.ReadDir("/proc/self/task")
-		for _, task := range tasks {
-			b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
-			f := strings.Fields(string(b))
-			if len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_WRITE) && f[1] == "0x"+strconv.FormatInt(int64(wfd), 16) {
-				return task.Name()
-			}
-		}
-		return ""
-	}
 	for i := 0; i < 20; i++ { // 200 ms for the writer to have tried
 		time.Sleep(10 * time.Millisecond)
-		if tid := blockedInWrite(); tid != "" {
+		if tid := blockedInWrite(wfd); tid != "" {
 			t.Fatalf("thread %s sleeps in write(2) on the full stderr pipe", tid)
 		}
 	}
@@ -148,5 +117,87 @@ func TestLogWriterNeverSleepsInWrite(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the lines were not written within 20 s of the reader reading")
+	}
+}
+
+// fullPipe returns a pipe whose write end is blocking, as a stderr or
+// stdout is, and full, after skipping where /proc cannot show which
+// thread sleeps in which syscall.
+func fullPipe(t *testing.T) (r, w *os.File, wfd int) {
+	t.Helper()
+	if os.Getenv("VARTA_QEMU_USER") == "1" {
+		t.Skip("qemu-user: /proc/self/task/*/syscall shows the emulator's host syscalls")
+	}
+	if b, err := os.ReadFile("/proc/self/syscall"); err != nil || len(b) == 0 {
+		t.Skipf("no /proc/self/syscall here (%v): a thread asleep in write(2) cannot be seen", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	wfd = int(w.Fd()) // blocking from here
+	unix.SetNonblock(wfd, true)
+	page := make([]byte, 4096)
+	for {
+		if _, err := unix.Write(wfd, page); err != nil {
+			break // EAGAIN: the pipe is full
+		}
+	}
+	unix.SetNonblock(wfd, false)
+	return r, w, wfd
+}
+
+// blockedInWrite names a thread of this process asleep in write(2) on fd,
+// "" when there is none.
+func blockedInWrite(fd int) string {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/syscall")
+		f := strings.Fields(string(b))
+		if len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_WRITE) && f[1] == "0x"+strconv.FormatInt(int64(fd), 16) {
+			return task.Name()
+		}
+	}
+	return ""
+}
+
+// TestAddrLineNeverSleepsInWrite: the metrics address line that a reload
+// prints from a goroutine beside the loop does not block in write(2) on a
+// full stdout pipe (it would hold the loop's only P, as the log writer
+// would; TestLogWriterNeverSleepsInWrite), and it is written whole once
+// the reader reads.
+func TestAddrLineNeverSleepsInWrite(t *testing.T) {
+	r, w, wfd := fullPipe(t)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	log := newLogger(false, devnull)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		printAddr(w, "127.0.0.1:9464", log)
+	}()
+	for i := 0; i < 20; i++ { // 200 ms for the goroutine to have tried
+		time.Sleep(10 * time.Millisecond)
+		if tid := blockedInWrite(wfd); tid != "" {
+			t.Fatalf("thread %s sleeps in write(2) on the full stdout pipe", tid)
+		}
+	}
+	var all []byte
+	buf := make([]byte, 64<<10)
+	for !strings.Contains(string(all), "127.0.0.1:9464\n") {
+		r.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatalf("the address line was not written once the reader read: %v", err)
+		}
+		all = append(all, buf[:n]...)
+	}
+	<-done
+	if n := log.droppedLines(); n != 0 {
+		t.Errorf("%d lines counted lost, want none", n)
 	}
 }

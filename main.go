@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // logFlushTimeout bounds how long the exit waits for log lines that a
@@ -126,11 +128,22 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 
 // printAddr writes the bound metrics address as a line on stdout. A stdout
 // nobody reads any more does not stop the observer (guardSignals): the
-// line is counted as lost and it serves on.
+// line is counted as lost and it serves on. On a file it never blocks in
+// write(2) (writePolled): after a reload it is written by a goroutine
+// beside the loop, which a write blocked on a full pipe would hold up.
 func printAddr(stdout io.Writer, addr string, log *logger) {
-	if _, err := io.WriteString(stdout, addr+"\n"); err != nil {
-		log.lostLine()
-	} else if f, ok := stdout.(*os.File); ok {
-		f.Sync()
+	line := addr + "\n"
+	f, ok := stdout.(*os.File)
+	if !ok {
+		if _, err := io.WriteString(stdout, line); err != nil {
+			log.lostLine()
+		}
+		return
 	}
+	var pfd [1]unix.PollFd
+	if _, err := writePolled(int(f.Fd()), &pfd, []byte(line)); err != nil {
+		log.lostLine()
+		return
+	}
+	f.Sync()
 }
