@@ -8,17 +8,25 @@ package main
 // recvmmsg), as a NIC moderates its interrupts.
 //
 // A full queue drops beats, so the pause is chosen for the measured arrival
-// rate to let in only a quarter of the socket's queue on average; it never
-// outlasts the next deadline (a stall is surfaced on time), nor
-// coalesceMax, nor 1% of the threshold (a beat is recorded at most that
-// late where the kernel gives no arrival time), and there is none after a
-// drain that found the queue filling faster than planned, nor below
-// coalesceMinRate, where a pause would rarely find a second beat.
+// rate to let in only a quarter of the socket's queue on average, and
+// never so much that less than coalesceRoom of the queue's time is left:
+// what a queue absorbs is a stretch of the loop not running (a vCPU the
+// hypervisor did not schedule, another task on the CPU), and each beat the
+// pause lets in is that much less of it. It never outlasts the next
+// deadline (a stall is surfaced on time), nor coalesceMax, nor 1% of the
+// threshold (a beat is recorded at most that late where the kernel gives no
+// arrival time), and there is none after a drain that found the queue
+// filling faster than planned, nor below coalesceMinRate, where a pause
+// would rarely find a second beat.
 //
-// With the queue the observer gives its socket (256 for 4096 agents) the
-// pause is coalesceMax from coalesceMinRate up to ~7000 beats/s: at most ~110 wakes a
-// second however many agents beat. With the machine's default queue of 10
-// it lets in ~2 beats per wake (measured in BENCHMARKS.md).
+// With the queue the observer gives its socket (256 for 4096 agents, 62 ms
+// of beats) the pause is coalesceMax from coalesceMinRate up to ~7000
+// beats/s: at most ~110 wakes a second however many agents beat. With the
+// machine's default queue of 10 it pauses below 1000 beats/s (at 800/s
+// the queue holds 12.5 ms of beats, the pause is 2.5 ms) and not at all at
+// 4096 beats/s, where the whole queue is 2.4 ms: side by side with the bare receiver on the same
+// queue, a pause of 2 beats there lost twice its beats, no pause as many
+// (BENCHMARKS.md, session 8).
 //
 // The pause is a wait of the poller with the VLP socket's interest turned
 // off (observer.iterate): it ends at its timeout or for anything else the
@@ -38,6 +46,7 @@ const (
 	coalesceWindow  = 100_000_000 // ns over which the arrival rate is measured
 	coalesceMax     = 9_000_000   // ns, the longest pause: under the 10 ms after which sysmon retakes the P of a syscall
 	coalesceMinRate = 200         // datagrams/s below which the loop never pauses: under two per coalesceMax
+	coalesceRoom    = 10_000_000  // ns of beats the queue must still hold after a pause, at the measured rate
 	// heldMinRate: datagrams/s from which every wait of the loop is a held
 	// one, at most heldWaitMax (observer.iterate, poll_linux.go): a wait
 	// the runtime sees cost 6–7 context switches a beat at 40 beats/s
@@ -47,6 +56,7 @@ const (
 )
 
 type coalescer struct {
+	qlen        int64 // the socket's queue, datagrams
 	target      int64 // datagrams to let queue: a quarter of max_dgram_qlen; 0 disables
 	maxPause    int64 // ns: coalesceMax, or 1% of the threshold if shorter
 	windowStart int64
@@ -57,7 +67,7 @@ type coalescer struct {
 }
 
 func newCoalescer(qlen int, thresholdNs int64) coalescer {
-	return coalescer{target: int64(qlen / 4), maxPause: min(coalesceMax, thresholdNs/100)}
+	return coalescer{qlen: int64(qlen), target: int64(qlen / 4), maxPause: min(coalesceMax, thresholdNs/100)}
 }
 
 // note records that a wake read n datagrams.
@@ -91,9 +101,9 @@ func (c *coalescer) pause(untilDeadline int64) int64 {
 	if c.target == 0 || c.interval == 0 || c.lastDrain == 0 || c.lastDrain > 2*c.target {
 		return 0
 	}
-	p := min(c.target*c.interval, c.maxPause)
+	p := min(c.target*c.interval, c.maxPause, c.qlen*c.interval-coalesceRoom)
 	if untilDeadline >= 0 {
 		p = min(p, untilDeadline)
 	}
-	return p
+	return max(p, 0)
 }

@@ -22,6 +22,7 @@ func longPause(o *observer) {
 	o.coal = newCoalescer(256, o.threshold)
 	o.coal.maxPause = 1 << 62
 	o.coal.target = 10_000_000
+	o.coal.qlen = 1 << 40 // room for it
 	o.coal.interval = 244_140
 	o.coal.lastDrain = 1
 	o.coal.windowStart = 1 << 62 // no new rate measured: the interval stays

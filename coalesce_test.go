@@ -14,16 +14,45 @@ func feed(c *coalescer, wakes int, n, gap int64) int64 {
 
 func TestCoalescerPausesForAQuarterOfTheQueue(t *testing.T) {
 	c := newCoalescer(10, 1_500_000_000) // target: 2 datagrams
-	feed(&c, 1000, 1, 244_140)
-	// 4096 datagrams/s: a datagram every ~244 µs, two of them ≈ 488 µs.
-	if p := c.pause(-1); p < 480_000 || p > 500_000 {
-		t.Fatalf("pause at 4096/s with max_dgram_qlen 10 = %d ns, want ~488 µs", p)
+	feed(&c, 1000, 1, 2_500_000)
+	// 400 datagrams/s: one every 2.5 ms, two of them 5 ms; the queue's
+	// 25 ms leave 20 ms of room.
+	if p := c.pause(-1); p < 4_900_000 || p > 5_100_000 {
+		t.Fatalf("pause at 400/s with max_dgram_qlen 10 = %d ns, want ~5 ms", p)
 	}
 	if p := c.pause(100_000); p != 100_000 {
 		t.Fatalf("pause with a deadline in 100 µs = %d ns: must not outlast it", p)
 	}
 	if p := c.pause(0); p != 0 {
 		t.Fatalf("pause with a deadline due = %d ns", p)
+	}
+}
+
+// TestCoalescerLeavesRoom: a pause never leaves the queue less than
+// coalesceRoom of beats at the measured rate: none at all where the whole
+// queue holds less (10 at 4096/s: 2.4 ms), a shorter one where a quarter
+// of the queue would leave too little.
+func TestCoalescerLeavesRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		qlen     int
+		gap      int64 // ns between datagrams
+		min, max int64 // ns, the pause expected
+	}{
+		{"queue 10 at 4096/s: 2.4 ms in all", 10, 244_140, 0, 0},
+		{"queue 10 at 1000/s: 10 ms in all", 10, 1_000_000, 0, 0},
+		{"queue 10 at 900/s: 11.1 ms, 1.1 ms to spare", 10, 1_111_111, 1_100_000, 1_120_000},
+		{"queue 64 at 4096/s: a quarter, 3.9 ms, leaves 11.7 ms", 64, 244_140, 3_890_000, 3_920_000},
+		{"queue 48 at 4096/s: 11.7 ms, 1.7 ms to spare", 48, 244_140, 1_700_000, 1_730_000},
+	} {
+		c := newCoalescer(tc.qlen, 60_000_000_000)
+		feed(&c, 1000, 1, tc.gap)
+		if p := c.pause(-1); p < tc.min || p > tc.max {
+			t.Errorf("%s: pause = %d ns, want %d–%d", tc.name, p, tc.min, tc.max)
+		}
+		if p := c.pause(-1); p > 0 && (int64(tc.qlen)*tc.gap-p) < coalesceRoom-tc.gap {
+			t.Errorf("%s: a pause of %d ns leaves %d ns of the queue", tc.name, p, int64(tc.qlen)*tc.gap-p)
+		}
 	}
 }
 
@@ -48,8 +77,8 @@ func TestCoalescerDoesNotPause(t *testing.T) {
 		wakes  int
 	}{
 		{"slow arrivals (100/s)", 256, 1, 10_000_000, 200},
-		{"no rate measured yet", 10, 1, 244_140, 3},
-		{"queue filling faster than planned", 10, 5, 1_220_000, 200},
+		{"no rate measured yet", 10, 1, 2_500_000, 3},
+		{"queue filling faster than planned", 10, 5, 12_500_000, 200},
 		{"queue too short to plan a pause", 3, 1, 244_140, 1000},
 	} {
 		c := newCoalescer(tc.qlen, 1_500_000_000)
