@@ -93,15 +93,16 @@ type Result struct {
 // Tally is what one receiver of a mirrored run was sent and refused
 // (Result's fields of the same names).
 type Tally struct {
-	Sent     int64 `json:"sent"`
-	Lost     int64 `json:"lost"`
-	LostLate int64 `json:"lost_late,omitempty"`
-	LostRuns int64 `json:"lost_runs,omitempty"`
+	Sent          int64   `json:"sent"`
+	Lost          int64   `json:"lost"`
+	LostLate      int64   `json:"lost_late,omitempty"`
+	LostRuns      int64   `json:"lost_runs,omitempty"`
+	LostPerSecond []int64 `json:"lost_per_second,omitempty"`
 }
 
-// count adds one send's outcome; lostLast is whether the agent's previous
-// beat to the same receiver was lost.
-func (t *Tally) count(ok, late bool, lostLast *bool) {
+// count adds one send's outcome in second sec of the run; lostLast is
+// whether the agent's previous beat to the same receiver was lost.
+func (t *Tally) count(ok, late bool, lostLast *bool, sec int) {
 	if !ok && !*lostLast {
 		t.LostRuns++
 	}
@@ -114,6 +115,10 @@ func (t *Tally) count(ok, late bool, lostLast *bool) {
 	if late {
 		t.LostLate++
 	}
+	for len(t.LostPerSecond) <= sec {
+		t.LostPerSecond = append(t.LostPerSecond, 0)
+	}
+	t.LostPerSecond[sec]++
 }
 
 // The runtime reads the monotonic clock through the vDSO; x/sys's
@@ -291,9 +296,10 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 			res.Late++
 		}
 		var err error
+		sec := int((due - start) / 1e9)
 		alsoOK := true
 		if also != nil && k&1 == 0 {
-			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i]); err != nil {
+			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i], sec); err != nil {
 				return res, err
 			}
 		}
@@ -301,16 +307,9 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[i], err)
 		}
-		main.count(ok, late, &lostLast[i])
-		if !ok {
-			sec := int((due - start) / 1e9)
-			for len(res.LostPerSecond) <= sec {
-				res.LostPerSecond = append(res.LostPerSecond, 0)
-			}
-			res.LostPerSecond[sec]++
-		}
+		main.count(ok, late, &lostLast[i], sec)
 		if also != nil && k&1 == 1 {
-			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i]); err != nil {
+			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i], sec); err != nil {
 				return res, err
 			}
 		}
@@ -318,7 +317,7 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 			res.LostBoth++
 		}
 	}
-	res.Sent, res.Lost, res.LostLate, res.LostRuns = main.Sent, main.Lost, main.LostLate, main.LostRuns
+	res.Sent, res.Lost, res.LostLate, res.LostRuns, res.LostPerSecond = main.Sent, main.Lost, main.LostLate, main.LostRuns, main.LostPerSecond
 	if also != nil {
 		res.Also = &second
 	}
@@ -329,11 +328,11 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 }
 
 // sendTo sends one paced beat to the second receiver and counts it.
-func sendTo(s *Sender, t *Tally, pid uint32, now int64, nonce uint64, i int, late bool, lostLast *bool) (bool, error) {
+func sendTo(s *Sender, t *Tally, pid uint32, now int64, nonce uint64, i int, late bool, lostLast *bool, sec int) (bool, error) {
 	ok, err := s.Send(StatusOK, pid, uint64(now), nonce, uint32(i))
 	if err != nil {
 		return false, fmt.Errorf("loadgen: second receiver, pid %d: %w", pid, err)
 	}
-	t.count(ok, late, lostLast)
+	t.count(ok, late, lostLast, sec)
 	return ok, nil
 }

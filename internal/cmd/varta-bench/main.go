@@ -1520,7 +1520,7 @@ func runSide(pids []uint32, kinds []string, qlen int, scraped bool) ([]liteResul
 		if i == 1 && load.Also != nil {
 			a := load.Also
 			rs[i].Load.Sent, rs[i].Load.Lost, rs[i].Load.LostLate, rs[i].Load.LostRuns = a.Sent, a.Lost, a.LostLate, a.LostRuns
-			rs[i].Load.LostPerSecond = nil
+			rs[i].Load.LostPerSecond = a.LostPerSecond
 		}
 		rs[i].Load.Also = nil
 		if ferr := recv[i].finish(); err == nil {

@@ -43,6 +43,7 @@ func run() int {
 		silenceEvery = flag.Int("silence-every", 0, "agents 0, K, 2K, … go silent at --silence-at (0: none)")
 		silenceAt    = flag.Duration("silence-at", 0, "when the silenced agents stop, from the start")
 		receive      = flag.Bool("receive", false, "be the bare receiver: bind --socket and count frames")
+		also         = flag.String("also", "", "a second receiver's socket that gets every paced beat too, back to back (its sends are counted apart)")
 		format       = flag.String("format", "json", "summary format: json or tsv")
 	)
 	flag.Parse()
@@ -73,6 +74,7 @@ func run() int {
 	cfg := loadgen.Config{
 		Socket: *socket, Pids: kids.Pids, RateHz: *rateHz, Flood: *flood, Beats: *beats,
 		Duration: *duration, SilenceEvery: *silenceEvery, SilenceAt: *silenceAt, Stop: stop,
+		Also: *also,
 	}
 	res, err := loadgen.Run(cfg)
 	kids.Close()
