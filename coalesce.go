@@ -24,8 +24,9 @@ package main
 // beats/s: at most ~110 wakes a second however many agents beat. With the
 // machine's default queue of 10 it pauses below 1000 beats/s (at 800/s
 // the queue holds 12.5 ms of beats, the pause is 2.5 ms) and not at all at
-// 4096 beats/s, where the whole queue is 2.4 ms: side by side with the bare receiver on the same
-// queue, a pause of 2 beats there lost twice its beats, no pause as many
+// 4096 beats/s, where the whole queue is 2.4 ms: side by side with the
+// bare receiver on the same queue, the observer lost 40 % more beats than
+// it in the median round with a pause of 2 beats there, 9 % more with none
 // (BENCHMARKS.md, session 8).
 //
 // The pause is a wait of the poller with the VLP socket's interest turned
