@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strconv"
 	"sync"
@@ -147,10 +148,13 @@ func (l *logger) writer() {
 }
 
 // writeOut writes b to stderr from the writer goroutine without ever
-// blocking in write(2) (writePolled).
+// blocking in write(2) (writePolled), for as long as stderr takes.
 func (l *logger) writeOut(b []byte) (int, error) {
-	return writePolled(int(l.out.Fd()), &l.pfd, b)
+	return writePolled(int(l.out.Fd()), &l.pfd, b, 0)
 }
+
+// errWriteStuck: writePolled gave up on an fd that took nothing.
+var errWriteStuck = errors.New("not written: nothing was read for too long")
 
 // writePolled writes b to fd from a goroutine other than the loop's
 // without ever blocking in write(2). With one P (setLoopProcs) a goroutine
@@ -160,20 +164,35 @@ func (l *logger) writeOut(b []byte) (int, error) {
 // poll(2) says fits (a pipe that polls writable has a free page: PIPE_BUF
 // bytes go in whole; a socket or terminal takes at least that much), and
 // otherwise sleeps, which frees the P, for 1 ms at first and up to 64 ms
-// while fd stays full. pfd is the caller's, so that a write allocates
-// nothing.
-func writePolled(fd int, pfd *[1]unix.PollFd, b []byte) (int, error) {
+// while fd stays full. With giveUp > 0 it stops after that long without
+// progress (errWriteStuck). pfd is the caller's, so that a write
+// allocates nothing.
+func writePolled(fd int, pfd *[1]unix.PollFd, b []byte, giveUp time.Duration) (int, error) {
 	const pipeBuf = 4096
+	if fd < 0 {
+		return 0, os.ErrClosed
+	}
 	pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
 	written, backoff := 0, time.Millisecond
+	var waited time.Duration
+	wait := func() bool {
+		if giveUp > 0 && waited >= giveUp {
+			return false
+		}
+		time.Sleep(backoff)
+		waited += backoff
+		backoff = min(2*backoff, 64*time.Millisecond)
+		return true
+	}
 	for written < len(b) {
 		n, err := unix.Poll(pfd[:], 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err == nil && n == 0 {
-			time.Sleep(backoff)
-			backoff = min(2*backoff, 64*time.Millisecond)
+			if !wait() {
+				return written, errWriteStuck
+			}
 			continue
 		}
 		m, err := unix.Write(fd, b[written:min(len(b), written+pipeBuf)])
@@ -181,15 +200,16 @@ func writePolled(fd int, pfd *[1]unix.PollFd, b []byte) (int, error) {
 			continue
 		}
 		if err == unix.EAGAIN || err == nil && m == 0 { // non-blocking, set so by another process
-			time.Sleep(backoff)
-			backoff = min(2*backoff, 64*time.Millisecond)
+			if !wait() {
+				return written, errWriteStuck
+			}
 			continue
 		}
 		if err != nil {
 			return written, err
 		}
 		written += m
-		backoff = time.Millisecond
+		backoff, waited = time.Millisecond, 0
 	}
 	return written, nil
 }

@@ -201,3 +201,41 @@ func TestAddrLineNeverSleepsInWrite(t *testing.T) {
 		t.Errorf("%d lines counted lost, want none", n)
 	}
 }
+
+// TestWritePolledGivesUp: with a limit, a write to a full pipe that
+// nobody reads stops after about that long (errWriteStuck), and a closed
+// file is an error at once, not a wait: the address line is then counted
+// as lost.
+func TestWritePolledGivesUp(t *testing.T) {
+	_, _, wfd := fullPipe(t)
+	var pfd [1]unix.PollFd
+	t0 := time.Now()
+	n, err := writePolled(wfd, &pfd, []byte("127.0.0.1:9464\n"), 50*time.Millisecond)
+	if err != errWriteStuck || n != 0 {
+		t.Fatalf("writePolled on a full pipe: %d bytes, %v; want 0, errWriteStuck", n, err)
+	}
+	if d := time.Since(t0); d < 50*time.Millisecond {
+		t.Errorf("gave up after %v, before its 50 ms", d)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	log := newLogger(false, devnull)
+	done := make(chan struct{})
+	go func() { defer close(done); printAddr(f, "127.0.0.1:9464", log) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("printAddr on a closed file did not return within 5 s")
+	}
+	if n := log.droppedLines(); n != 1 {
+		t.Errorf("printAddr on a closed file: %d lines counted lost, want 1", n)
+	}
+}

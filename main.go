@@ -126,11 +126,16 @@ func realMain(args []string, stdout, stderr io.Writer) (status int) {
 	return 0
 }
 
+// addrLineGiveUp is how long the address line waits for a stdout that
+// takes nothing (a full pipe nobody reads) before it is counted as lost.
+const addrLineGiveUp = 10 * time.Second
+
 // printAddr writes the bound metrics address as a line on stdout. A stdout
 // nobody reads any more does not stop the observer (guardSignals): the
 // line is counted as lost and it serves on. On a file it never blocks in
 // write(2) (writePolled): after a reload it is written by a goroutine
-// beside the loop, which a write blocked on a full pipe would hold up.
+// beside the loop, which a write blocked on a full pipe would hold up; a
+// full pipe nobody reads gets addrLineGiveUp, then the line is lost.
 func printAddr(stdout io.Writer, addr string, log *logger) {
 	line := addr + "\n"
 	f, ok := stdout.(*os.File)
@@ -141,7 +146,7 @@ func printAddr(stdout io.Writer, addr string, log *logger) {
 		return
 	}
 	var pfd [1]unix.PollFd
-	if _, err := writePolled(int(f.Fd()), &pfd, []byte(line)); err != nil {
+	if _, err := writePolled(int(f.Fd()), &pfd, []byte(line), addrLineGiveUp); err != nil {
 		log.lostLine()
 		return
 	}

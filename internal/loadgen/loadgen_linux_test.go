@@ -191,14 +191,17 @@ func TestMirrorCountsEachReceiver(t *testing.T) {
 	}
 	// The stuck socket takes at most max_dgram_qlen + 1 datagrams (the
 	// kernel's test is "more than the limit queued") and refuses the rest.
-	qlen, err := strconv.Atoi(strings.TrimSpace(readProc("/proc/sys/net/unix/max_dgram_qlen")))
-	if err != nil || int64(qlen)+1 >= beats {
+	qlen, qerr := strconv.Atoi(strings.TrimSpace(readProc("/proc/sys/net/unix/max_dgram_qlen")))
+	if qerr != nil || int64(qlen)+1 >= beats {
 		t.Logf("max_dgram_qlen %q: the never-read socket's queue may hold every beat, its refusals are not checked", readProc("/proc/sys/net/unix/max_dgram_qlen"))
 	} else if a := res.Also; a.Sent == 0 || a.Sent > int64(qlen)+1 || a.LostRuns < 1 {
 		t.Errorf("the never-read receiver (queue %d): sent %d, lost %d (%d runs) of %d, want its queue's worth taken and the rest lost", qlen, a.Sent, a.Lost, a.LostRuns, beats)
 	}
-	if res.LostBoth > res.Lost {
-		t.Errorf("%d beats lost by both receivers, but the first lost only %d", res.LostBoth, res.Lost)
+	if _, err := Run(Config{Socket: read, Also: stuck, Pids: []uint32{pid}, Flood: true, Beats: 1}); err == nil {
+		t.Error("a mirrored flood was accepted")
+	}
+	if qerr != nil || int64(qlen)+1 >= beats {
+		return // the rest needs queues shorter than the run
 	}
 
 	// Two sockets never read: each takes the first beats its queue holds
@@ -223,9 +226,6 @@ func TestMirrorCountsEachReceiver(t *testing.T) {
 	if want := min(both.Lost, both.Also.Lost); both.LostBoth != want || want == 0 {
 		t.Errorf("two never-read receivers lost %d and %d; %d counted as lost by both, want %d (and some)", both.Lost, both.Also.Lost, both.LostBoth, want)
 	}
-	if _, err := Run(Config{Socket: read, Also: stuck, Pids: []uint32{pid}, Flood: true, Beats: 1}); err == nil {
-		t.Error("a mirrored flood was accepted")
-	}
 }
 
 func readProc(path string) string {
@@ -234,8 +234,8 @@ func readProc(path string) string {
 }
 
 // TestRunBatchedTakesEveryFrame: the batched receiver, waking every 9 ms,
-// takes every frame it was sent off its queue, credentials and timestamps
-// attached, in batches, and counts them.
+// takes every frame it was sent off its queue and counts it (a frame with
+// its credentials; SO_TIMESTAMPNS is asked for where the kernel is real).
 func TestRunBatchedTakesEveryFrame(t *testing.T) {
 	dir, err := os.MkdirTemp("", "lg")
 	if err != nil {

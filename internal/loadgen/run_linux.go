@@ -39,8 +39,9 @@ type Config struct {
 	Stop <-chan struct{}
 
 	// Also, when set, is a second receiver's socket that gets every beat
-	// of a paced run too, the two sends of a beat back to back in an order
-	// that alternates from beat to beat: two receivers measured side by
+	// of a paced run too, the two sends of a beat back to back, which one
+	// first alternating from beat to beat and, for each agent, from one
+	// period to the next: two receivers measured side by
 	// side under the same load at the same moments, so that what the
 	// machine does to one (a vCPU the hypervisor did not run, a late
 	// sender) it does to the other. Result.Also counts its sends.
@@ -238,12 +239,23 @@ func runFlood(s *Sender, cfg Config) (Result, error) {
 	return res, nil
 }
 
-func runPaced(s, also *Sender, cfg Config) (Result, error) {
+func runPaced(s, also *Sender, cfg Config) (res Result, err error) {
 	n := len(cfg.Pids)
 	nonces := cfg.Nonces
 	silent, lostLast, alsoLostLast := make([]bool, n), make([]bool, n), make([]bool, n)
-	res := Result{Mode: "paced", Agents: n, RateHz: cfg.RateHz}
+	res = Result{Mode: "paced", Agents: n, RateHz: cfg.RateHz}
 	var main, second Tally
+	start := Mono()
+	var maxLag int64
+	defer func() { // on every return: what was counted until then
+		res.Sent, res.Lost, res.LostLate, res.LostRuns, res.LostPerSecond = main.Sent, main.Lost, main.LostLate, main.LostRuns, main.LostPerSecond
+		if also != nil {
+			res.Also = &second
+		}
+		res.DurationSec = float64(Mono()-start) / 1e9
+		res.SendRate = float64(res.Sent) / res.DurationSec
+		res.MaxLagUs = float64(maxLag) / 1e3
+	}()
 	if cfg.SilenceEvery > 0 {
 		for i := 0; i < n; i += cfg.SilenceEvery {
 			silent[i] = true
@@ -252,7 +264,6 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 		res.Silenced = len(res.SilencedPids)
 	}
 	interval := 1e9 / (float64(n) * cfg.RateHz) // ns between two sends
-	start := Mono()
 	end := int64(1<<63 - 1)
 	if cfg.Duration > 0 {
 		end = start + int64(cfg.Duration)
@@ -262,7 +273,7 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 		silenceAt = start + int64(cfg.SilenceAt)
 		res.SilenceMono = silenceAt
 	}
-	var maxLag, lastYield int64
+	var lastYield int64
 	for k := int64(0); ; {
 		due := start + int64(float64(k)*interval)
 		if due >= end || stopped(cfg.Stop) {
@@ -295,20 +306,22 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 		if late {
 			res.Late++
 		}
-		var err error
 		sec := int((due - start) / 1e9)
+		// The receiver sent to first alternates from one beat to the next
+		// and, for each agent, from one period to the next.
+		alsoFirst := (int64(i)+(k-1)/int64(n))&1 == 0
 		alsoOK := true
-		if also != nil && k&1 == 0 {
+		if also != nil && alsoFirst {
 			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i], sec); err != nil {
 				return res, err
 			}
 		}
-		ok, err := s.Send(StatusOK, cfg.Pids[i], uint64(now), nonces[i], uint32(i))
-		if err != nil {
+		var ok bool
+		if ok, err = s.Send(StatusOK, cfg.Pids[i], uint64(now), nonces[i], uint32(i)); err != nil {
 			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[i], err)
 		}
 		main.count(ok, late, &lostLast[i], sec)
-		if also != nil && k&1 == 1 {
+		if also != nil && !alsoFirst {
 			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i], sec); err != nil {
 				return res, err
 			}
@@ -317,13 +330,6 @@ func runPaced(s, also *Sender, cfg Config) (Result, error) {
 			res.LostBoth++
 		}
 	}
-	res.Sent, res.Lost, res.LostLate, res.LostRuns, res.LostPerSecond = main.Sent, main.Lost, main.LostLate, main.LostRuns, main.LostPerSecond
-	if also != nil {
-		res.Also = &second
-	}
-	res.DurationSec = float64(Mono()-start) / 1e9
-	res.SendRate = float64(res.Sent) / res.DurationSec
-	res.MaxLagUs = float64(maxLag) / 1e3
 	return res, nil
 }
 

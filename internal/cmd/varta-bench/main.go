@@ -1296,7 +1296,7 @@ func renderQueueRows(w func(string, ...any), r *results) {
 	if !r.PromEndpoint {
 		scraped = "not scraped: no /metrics in this build"
 	}
-	w("| beats lost at the machine's queue (%d): the observer with --socket-queue 0 (%s) against the bare receiver on the same queue, %d agents × 1 Hz for %v, side by side (every beat sent to both, back to back, in alternating order), %d rounds; medians (rounds) | lost ≤ the bare receiver's, CPU below it | observer lost %.0f of %d (%s; of them sent > 1 ms late by the sender: %s; lost by the bare receiver too: %s), stalls those losses cause %.0f (%s; its event file: %.0f stalls, %s), CPU %.2f %% (%s; schedstat), %.0f switches/s; bare receiver lost %.0f (%s; sent late: %s), stalls they would cause %.0f (%s), CPU %.2f %% (%s), %.0f switches/s | %s |\n",
+	w("| beats lost at the machine's queue (%d): the observer with --socket-queue 0 (%s) against the bare receiver on the same queue, %d agents × 1 Hz for %v, side by side (every beat sent to both, back to back, which first alternating), %d rounds; medians (rounds) | lost ≤ the bare receiver's, CPU below it | observer lost %.0f of %d (%s; of them sent > 1 ms late by the sender: %s; lost by the bare receiver too: %s), stalls those losses cause %.0f (%s; its event file: %.0f stalls, %s), CPU %.2f %% (%s; schedstat), %.0f switches/s; bare receiver lost %.0f (%s; sent late: %s), stalls they would cause %.0f (%s), CPU %.2f %% (%s), %.0f switches/s | %s |\n",
 		mach[0].Qlen, scraped, *agents, liteDur, len(r.Queue), ml, sent(mach), mlr, mLate, mBoth, mu, mur, ms, msr, mc, mcr, msw, bl, blr, bLate, bu, bur, bc, bcr, bs, verdict(ml <= bl && mc < bc))
 	ol, olr := med(own, lost)
 	os_, osr := med(own, stalls)
@@ -1521,6 +1521,7 @@ func runSide(pids []uint32, kinds []string, qlen int, scraped bool) ([]liteResul
 			a := load.Also
 			rs[i].Load.Sent, rs[i].Load.Lost, rs[i].Load.LostLate, rs[i].Load.LostRuns = a.Sent, a.Lost, a.LostLate, a.LostRuns
 			rs[i].Load.LostPerSecond = a.LostPerSecond
+			rs[i].Load.SendRate = float64(a.Sent) / load.DurationSec // Late, MaxLagUs: the sender's, the same for both
 		}
 		rs[i].Load.Also = nil
 		if ferr := recv[i].finish(); err == nil {

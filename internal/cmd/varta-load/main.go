@@ -83,6 +83,11 @@ func run() int {
 		return 1
 	}
 	if *format == "tsv" {
+		if a := res.Also; a != nil {
+			fmt.Printf("mode\tagents\trate_hz\tsent\tlost\tduration_s\talso_sent\talso_lost\tlost_both\n%s\t%d\t%g\t%d\t%d\t%.3f\t%d\t%d\t%d\n",
+				res.Mode, res.Agents, res.RateHz, res.Sent, res.Lost, res.DurationSec, a.Sent, a.Lost, res.LostBoth)
+			return 0
+		}
 		fmt.Printf("mode\tagents\trate_hz\tsent\tlost\tduration_s\n%s\t%d\t%g\t%d\t%d\t%.3f\n",
 			res.Mode, res.Agents, res.RateHz, res.Sent, res.Lost, res.DurationSec)
 		return 0
