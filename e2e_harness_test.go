@@ -278,6 +278,20 @@ func startObserver(t testing.TB, opts observerOpts) *observerProc {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// The socket is bound before the event file is opened: a test that
+	// moves or replaces the file at once must wait for the start line,
+	// logged once everything is open and the loop is about to turn.
+	for opts.stderr == nil && !strings.Contains(p.stderr.String(), "varta-watch started") {
+		select {
+		case <-p.done:
+			t.Fatalf("observer exited at start: %v\n%s", p.waitErr, p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("observer never logged its start\n%s", p.stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return p
 }
 
