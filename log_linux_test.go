@@ -169,12 +169,7 @@ func blockedInWrite(fd int) string {
 // the reader reads.
 func TestAddrLineNeverSleepsInWrite(t *testing.T) {
 	r, w, wfd := fullPipe(t)
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devnull.Close()
-	log := newLogger(false, devnull)
+	log := devNullLogger(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -222,12 +217,7 @@ func TestWritePolledGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devnull.Close()
-	log := newLogger(false, devnull)
+	log := devNullLogger(t)
 	done := make(chan struct{})
 	go func() { defer close(done); printAddr(f, "127.0.0.1:9464", log) }()
 	select {
@@ -238,4 +228,15 @@ func TestWritePolledGivesUp(t *testing.T) {
 	if n := log.droppedLines(); n != 1 {
 		t.Errorf("printAddr on a closed file: %d lines counted lost, want 1", n)
 	}
+}
+
+// devNullLogger is a logger that writes to /dev/null, for its counts.
+func devNullLogger(t *testing.T) *logger {
+	t.Helper()
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { devnull.Close() })
+	return newLogger(false, devnull)
 }

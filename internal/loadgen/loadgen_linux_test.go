@@ -37,26 +37,8 @@ func TestSmoke(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("naming other pids in SCM_CREDENTIALS needs root (CAP_SYS_ADMIN)")
 	}
-	dir, err := os.MkdirTemp("", "lg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "r.sock")
-	r, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	stop := make(chan struct{})
-	got := make(chan ReceiverResult, 1)
-	go func() {
-		res, err := r.Run(stop)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- res
-	}()
+	sock := filepath.Join(t.TempDir(), "r.sock")
+	finish := startReceiver(t, sock, (*Receiver).Run)
 
 	kids, err := SpawnChildren(20)
 	if err != nil {
@@ -68,9 +50,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	close(stop)
-	rr := <-got
+	rr := finish()
 
 	if n := res.Sent + res.Lost; n < 190 || n > 201 {
 		t.Errorf("sent %d + lost %d frames in 1 s for 20 agents at 10 Hz, want ~200", res.Sent, res.Lost)
@@ -137,40 +117,21 @@ func itoa(v uint32) string {
 // everything loses nothing while one that never reads fills its queue and
 // then refuses the rest. The sender's own pid needs no privilege.
 func TestMirrorCountsEachReceiver(t *testing.T) {
-	dir, err := os.MkdirTemp("", "lg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := t.TempDir()
 	read, stuck := filepath.Join(dir, "read.sock"), filepath.Join(dir, "stuck.sock")
-	r, err := Listen(read)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	finish := startReceiver(t, read, (*Receiver).Run)
 	never, err := Listen(stuck) // bound, never read
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { never.Close() }() // the one open at the end
-	stop := make(chan struct{})
-	got := make(chan ReceiverResult, 1)
-	go func() {
-		res, err := r.Run(stop)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- res
-	}()
 	pid := uint32(os.Getpid())
 	// 3 agents × 20 Hz for 1 s: 60 beats each way, 20 ms apart.
 	res, err := Run(Config{Socket: read, Also: stuck, Pids: []uint32{pid, pid, pid}, RateHz: 20, Duration: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	close(stop)
-	rr := <-got
+	rr := finish()
 	if res.Also == nil {
 		t.Fatal("a mirrored run returned no tally for its second receiver")
 	}
@@ -237,27 +198,11 @@ func readProc(path string) string {
 // takes every frame it was sent off its queue and counts it (a frame with
 // its credentials; SO_TIMESTAMPNS is asked for where the kernel is real).
 func TestRunBatchedTakesEveryFrame(t *testing.T) {
-	dir, err := os.MkdirTemp("", "lg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "b.sock")
-	r, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	stop := make(chan struct{})
-	got := make(chan ReceiverResult, 1)
-	go func() {
+	sock := filepath.Join(t.TempDir(), "b.sock")
+	finish := startReceiver(t, sock, func(r *Receiver, stop <-chan struct{}) (ReceiverResult, error) {
 		// qemu-user does not pass SO_TIMESTAMPNS on (ENOPROTOOPT).
-		res, err := r.RunBatched(stop, 9*time.Millisecond, os.Getenv("VARTA_QEMU_USER") != "1")
-		if err != nil {
-			t.Error(err)
-		}
-		got <- res
-	}()
+		return r.RunBatched(stop, 9*time.Millisecond, os.Getenv("VARTA_QEMU_USER") != "1")
+	})
 	pid := uint32(os.Getpid())
 	// 2 agents × 50 Hz: 100 frames/s, under one a wake, so even a queue of
 	// 10 holds what gathers while the receiver sleeps.
@@ -265,9 +210,7 @@ func TestRunBatchedTakesEveryFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	close(stop)
-	rr := <-got
+	rr := finish()
 	if res.Sent < 10 {
 		// A queue of 10 holds 100 ms here: only a receiver not run for
 		// most of the second refuses more.
@@ -275,5 +218,31 @@ func TestRunBatchedTakesEveryFrame(t *testing.T) {
 	}
 	if rr.Frames != res.Sent || rr.Other != 0 {
 		t.Errorf("batched receiver counted %d frames (+%d other), the sender sent %d", rr.Frames, rr.Other, res.Sent)
+	}
+}
+
+// startReceiver binds a receiver at sock and runs run on it in a
+// goroutine; finish waits 50 ms for what is still queued, stops it and
+// returns what it counted.
+func startReceiver(t *testing.T, sock string, run func(*Receiver, <-chan struct{}) (ReceiverResult, error)) (finish func() ReceiverResult) {
+	t.Helper()
+	r, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	stop := make(chan struct{})
+	got := make(chan ReceiverResult, 1)
+	go func() {
+		res, err := run(r, stop)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- res
+	}()
+	return func() ReceiverResult {
+		time.Sleep(50 * time.Millisecond)
+		close(stop)
+		return <-got
 	}
 }
