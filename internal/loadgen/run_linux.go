@@ -41,10 +41,10 @@ type Config struct {
 	// Also, when set, is a second receiver's socket that gets every beat
 	// of a paced run too, the two sends of a beat back to back, which one
 	// first alternating from beat to beat and, for each agent, from one
-	// period to the next: two receivers measured side by
-	// side under the same load at the same moments, so that what the
-	// machine does to one (a vCPU the hypervisor did not run, a late
-	// sender) it does to the other. Result.Also counts its sends.
+	// period to the next: two receivers measured side by side under the
+	// same load at the same moments, so that what the machine does to one
+	// (a vCPU the hypervisor did not run, a late sender) it does to the
+	// other. Result.Also counts its sends.
 	Also string
 
 	// Nonces, when not nil, holds each agent's last nonce (len(Pids)
