@@ -55,11 +55,11 @@ type Config struct {
 
 // Result is what a run did, as counted by the sender.
 type Result struct {
-	Mode        string  `json:"mode"`
-	Agents      int     `json:"agents"`
-	RateHz      float64 `json:"rate_hz,omitempty"`
-	Sent        int64   `json:"sent"` // frames the kernel queued
-	Lost        int64   `json:"lost"` // frames refused with EAGAIN/ENOBUFS (queue full)
+	Mode   string  `json:"mode"`
+	Agents int     `json:"agents"`
+	RateHz float64 `json:"rate_hz,omitempty"`
+	// Tally: what the receiver (Config.Socket) was sent and refused.
+	Tally
 	DurationSec float64 `json:"duration_s"`
 	SendRate    float64 `json:"sent_per_s"`
 	// MaxLagUs is how far behind its schedule the paced sender ever got:
@@ -71,33 +71,29 @@ type Result struct {
 	// SilenceMono is CLOCK_MONOTONIC (ns) when the silence began, the
 	// observer's clock.
 	SilenceMono int64 `json:"silence_mono_ns,omitempty"`
-	// LostPerSecond counts the lost beats of each second of a paced run,
-	// to tell start-up losses from steady-state ones.
-	LostPerSecond []int64 `json:"lost_per_second,omitempty"`
-	// LostLate counts the lost beats that went out more than LateAfter
-	// behind schedule: the sender itself was not scheduled in time and
-	// then sent its overdue beats back to back, a burst that a queue of
-	// 10 cannot hold whatever the receiver does.
-	LostLate int64 `json:"lost_late,omitempty"`
 	// Late counts beats sent more than LateAfter behind schedule.
 	Late int64 `json:"late,omitempty"`
-	// LostRuns counts the runs of an agent's consecutive lost beats: each
-	// is a silence of at least two periods, so a stall (a false one) for
-	// any receiver whose threshold is shorter than that.
-	LostRuns int64 `json:"lost_runs,omitempty"`
 	// Also counts the sends to Config.Also, when set, and LostBoth the
 	// beats that both receivers refused.
 	Also     *Tally `json:"also,omitempty"`
 	LostBoth int64  `json:"lost_both,omitempty"`
 }
 
-// Tally is what one receiver of a mirrored run was sent and refused
-// (Result's fields of the same names).
+// Tally is what one receiver of a run was sent and refused.
 type Tally struct {
-	Sent          int64   `json:"sent"`
-	Lost          int64   `json:"lost"`
-	LostLate      int64   `json:"lost_late,omitempty"`
-	LostRuns      int64   `json:"lost_runs,omitempty"`
+	Sent int64 `json:"sent"` // frames the kernel queued
+	Lost int64 `json:"lost"` // frames refused with EAGAIN/ENOBUFS (queue full)
+	// LostLate counts the lost beats that went out more than LateAfter
+	// behind schedule: the sender itself was not scheduled in time and
+	// then sent its overdue beats back to back, a burst that a queue of
+	// 10 cannot hold whatever the receiver does.
+	LostLate int64 `json:"lost_late,omitempty"`
+	// LostRuns counts the runs of an agent's consecutive lost beats: each
+	// is a silence of at least two periods, so a stall (a false one) for
+	// any receiver whose threshold is shorter than that.
+	LostRuns int64 `json:"lost_runs,omitempty"`
+	// LostPerSecond counts the lost beats of each second of a paced run,
+	// to tell start-up losses from steady-state ones.
 	LostPerSecond []int64 `json:"lost_per_second,omitempty"`
 }
 
@@ -244,11 +240,10 @@ func runPaced(s, also *Sender, cfg Config) (res Result, err error) {
 	nonces := cfg.Nonces
 	silent, lostLast, alsoLostLast := make([]bool, n), make([]bool, n), make([]bool, n)
 	res = Result{Mode: "paced", Agents: n, RateHz: cfg.RateHz}
-	var main, second Tally
+	var second Tally
 	start := Mono()
 	var maxLag int64
 	defer func() { // on every return: what was counted until then
-		res.Sent, res.Lost, res.LostLate, res.LostRuns, res.LostPerSecond = main.Sent, main.Lost, main.LostLate, main.LostRuns, main.LostPerSecond
 		if also != nil {
 			res.Also = &second
 		}
@@ -320,7 +315,7 @@ func runPaced(s, also *Sender, cfg Config) (res Result, err error) {
 		if ok, err = s.Send(StatusOK, cfg.Pids[i], uint64(now), nonces[i], uint32(i)); err != nil {
 			return res, fmt.Errorf("loadgen: pid %d: %w", cfg.Pids[i], err)
 		}
-		main.count(ok, late, &lostLast[i], sec)
+		res.count(ok, late, &lostLast[i], sec)
 		if also != nil && !alsoFirst {
 			if alsoOK, err = sendTo(also, &second, cfg.Pids[i], now, nonces[i], i, late, &alsoLostLast[i], sec); err != nil {
 				return res, err

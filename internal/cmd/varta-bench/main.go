@@ -1518,10 +1518,8 @@ func runSide(pids []uint32, kinds []string, qlen int, scraped bool) ([]liteResul
 	for i := range rs {
 		rs[i].Load = load
 		if i == 1 && load.Also != nil {
-			a := load.Also
-			rs[i].Load.Sent, rs[i].Load.Lost, rs[i].Load.LostLate, rs[i].Load.LostRuns = a.Sent, a.Lost, a.LostLate, a.LostRuns
-			rs[i].Load.LostPerSecond = a.LostPerSecond
-			rs[i].Load.SendRate = float64(a.Sent) / load.DurationSec // Late, MaxLagUs: the sender's, the same for both
+			rs[i].Load.Tally = *load.Also
+			rs[i].Load.SendRate = float64(load.Also.Sent) / load.DurationSec // Late, MaxLagUs: the sender's, the same for both
 		}
 		rs[i].Load.Also = nil
 		if ferr := recv[i].finish(); err == nil {
