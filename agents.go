@@ -116,7 +116,7 @@ func (o *observer) track(pid, inner uint32, f *Frame, at, now int64) {
 			return
 		}
 		s = tr.insert(pid, at)
-		o.identify(s, o.proc.startTime(pid))
+		o.identify(s)
 		o.accept(s, inner, f, at, now)
 		return
 	}
@@ -161,15 +161,17 @@ func (o *observer) restart(s int32, st uint64, at int64) {
 		o.stall(s, sl.lastBeat+thr, sl.lastBeat+thr, at)
 	}
 	sl.beats, sl.stalls, sl.lastRecov, sl.nonce, sl.innerPid = 0, 0, 0, 0, 0
-	o.identify(s, st)
+	o.identify(s)
+	if sl.startTime == 0 { // gone since the caller's read
+		sl.startTime = st
+	}
 }
 
 // identify records what /proc tells of a new process behind a slot's pid,
-// once: its start time (already read by the caller) and its comm.
-func (o *observer) identify(s int32, startTime uint64) {
+// once, from one read of /proc/PID/stat: its start time and its comm.
+func (o *observer) identify(s int32) {
 	sl := &o.tr.slots[s]
-	sl.startTime = startTime
-	sl.commLen = o.proc.comm(sl.pid, &sl.comm)
+	sl.startTime, sl.commLen = o.proc.startAndComm(sl.pid, &sl.comm)
 	if o.agents != nil {
 		o.rematch(s)
 	}

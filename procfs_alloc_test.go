@@ -20,7 +20,7 @@ func TestProcReadsAllocateNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() {
 		p.startTime(pid)
 		p.alive(pid)
-		p.comm(pid, &comm)
+		p.startAndComm(pid, &comm)
 		p.innerPid(pid)
 	}); n != 0 {
 		t.Fatalf("procReader: %v allocations per run", n)

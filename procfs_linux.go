@@ -218,16 +218,33 @@ func (p *procReader) alive(pid uint32) bool {
 	return !ok || (state != 'Z' && state != 'X' && state != 'x')
 }
 
-// comm copies /proc/PID/comm (the process name, at most 15 bytes) into dst.
-func (p *procReader) comm(pid uint32, dst *[16]byte) uint8 {
-	n := p.read(pid, "comm")
+// startAndComm reads /proc/PID/stat once for what a new process behind a
+// pid is known by: its start time (0 if it cannot be read) and its comm
+// (the process name, at most 15 bytes), copied into dst. The kernel writes
+// the comm of stat's field 2 with the function that writes /proc/PID/comm,
+// unescaped, so this saves the open, read and close of a second file for
+// every new agent.
+func (p *procReader) startAndComm(pid uint32, dst *[16]byte) (start uint64, commLen uint8) {
+	n := p.read(pid, "stat")
 	if n <= 0 {
-		return 0
+		return 0, 0
 	}
-	for n > 0 && (p.buf[n-1] == '\n' || p.buf[n-1] == 0) {
-		n--
+	stat := p.buf[:n]
+	_, start, _ = statFields(stat)
+	if c, ok := statComm(stat); ok {
+		commLen = uint8(copy(dst[:], c))
 	}
-	return uint8(copy(dst[:], p.buf[:n]))
+	return start, commLen
+}
+
+// statComm returns field 2 of a /proc/PID/stat text, the comm without its
+// parentheses: from the first '(' to the last ')', as a comm may hold both.
+func statComm(stat []byte) (comm []byte, ok bool) {
+	i, j := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if i < 0 || j < i {
+		return nil, false
+	}
+	return stat[i+1 : j], true
 }
 
 // innerPid returns the pid that pid has in its innermost pid namespace: the

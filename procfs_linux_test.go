@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,13 +180,62 @@ func TestProcReaderOwnProcess(t *testing.T) {
 		t.Fatal("alive(self) = false")
 	}
 	var comm [16]byte
-	n := p.comm(pid, &comm)
-	wantComm, _ := os.ReadFile("/proc/self/comm")
-	if string(comm[:n]) != strings.TrimSpace(string(wantComm)) || n == 0 {
-		t.Fatalf("comm(self) = %q, want %q", comm[:n], wantComm)
+	st, n := p.startAndComm(uint32(child.Process.Pid), &comm)
+	if st != want || string(comm[:n]) != "sleep" {
+		t.Fatalf("startAndComm(child) = %d, %q; want %d, \"sleep\"", st, comm[:n], want)
 	}
 	if got := p.startTime(1); got == 0 {
 		t.Fatal("startTime(1) = 0")
+	}
+}
+
+// TestStatComm: field 2 of a stat line, from the first '(' to the last ')'.
+func TestStatComm(t *testing.T) {
+	for _, comm := range []string{"agent", "my agent 2", "a) (b", "x)", "(", "", ") S 1 2 3"} {
+		got, ok := statComm([]byte(statLine(comm, 'S', "5")))
+		if !ok || string(got) != comm {
+			t.Errorf("statComm(%q) = %q, %v", statLine(comm, 'S', "5"), got, ok)
+		}
+	}
+	for _, line := range []string{"", "1234 agent S 1", "1234 )agent( S"} {
+		if got, ok := statComm([]byte(line)); ok {
+			t.Errorf("statComm(%q) = %q, want none", line, got)
+		}
+	}
+}
+
+// TestStartAndCommMatchesCommFile: the comm read from /proc/PID/stat is
+// /proc/PID/comm without its newline, for a process whose name holds what
+// stat could garble: a space, parentheses, a backslash, a newline. The
+// kernel names a process after the file it executed, here a symlink.
+func TestStartAndCommMatchesCommFile(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep:", err)
+	}
+	for _, name := range []string{"sleep", "a) (b\\c\nd e", "fifteen-chars-and-more"} {
+		link := filepath.Join(t.TempDir(), name)
+		if err := os.Symlink(sleep, link); err != nil {
+			t.Fatal(err)
+		}
+		child := exec.Command(link, "60")
+		if err := child.Start(); err != nil {
+			t.Skip("cannot start sleep:", err)
+		}
+		pid := child.Process.Pid
+		file, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		var p procReader
+		var comm [16]byte
+		_, n := p.startAndComm(uint32(pid), &comm)
+		child.Process.Kill()
+		child.Wait()
+		if err != nil {
+			t.Skip("no /proc:", err)
+		}
+		want := strings.TrimSuffix(string(file), "\n")
+		if string(comm[:n]) != want || n == 0 {
+			t.Errorf("%q: startAndComm comm = %q, /proc/PID/comm %q", name, comm[:n], want)
+		}
 	}
 }
 
@@ -223,8 +273,8 @@ func TestProcReaderChildLifecycle(t *testing.T) {
 		t.Fatalf("startTime of a reaped pid = %d, want 0", got)
 	}
 	var comm [16]byte
-	if n := p.comm(pid, &comm); n != 0 {
-		t.Fatalf("comm of a reaped pid = %q", comm[:n])
+	if st, n := p.startAndComm(pid, &comm); st != 0 || n != 0 {
+		t.Fatalf("startAndComm of a reaped pid = %d, %q", st, comm[:n])
 	}
 }
 
@@ -265,5 +315,24 @@ func TestProcReaderAliveWhenProcUnreadable(t *testing.T) {
 	}
 	if !alive {
 		t.Fatal("a running process whose /proc entry could not be read is reported dead")
+	}
+}
+
+// BenchmarkProcIdentify: what /proc costs for a new agent, a live process
+// (one read of /proc/PID/stat for its start time and comm).
+func BenchmarkProcIdentify(b *testing.B) {
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		b.Skip("cannot start sleep:", err)
+	}
+	b.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	var p procReader
+	var comm [16]byte
+	pid := uint32(child.Process.Pid)
+	b.ReportAllocs()
+	for b.Loop() {
+		if st, _ := p.startAndComm(pid, &comm); st == 0 {
+			b.Fatal("no start time")
+		}
 	}
 }

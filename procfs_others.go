@@ -15,6 +15,6 @@ func (p *procReader) alive(pid uint32) bool {
 	return err == nil || err == unix.EPERM
 }
 
-func (p *procReader) comm(pid uint32, dst *[16]byte) uint8 { return 0 }
+func (p *procReader) startAndComm(pid uint32, dst *[16]byte) (uint64, uint8) { return 0, 0 }
 
 func (p *procReader) innerPid(pid uint32) (uint32, bool) { return 0, false }
