@@ -22,21 +22,39 @@ func TestPairedLoss(t *testing.T) {
 		name       string
 		a, b       []liteResult
 		ratio      float64
-		more       int
+		more, less int
 		aSum, bSum int64
 	}{
 		// Apart, the medians are 100 and 90; round by round a lost less
 		// in two of three.
-		{"paired", lost(100, 40, 500), lost(120, 90, 50), 0.8333333333333334, 1, 640, 260},
-		{"none lost", lost(0, 0, 0), lost(0, 0, 0), 1, 0, 0, 0},
-		{"only a lost", lost(3, 3, 3), lost(0, 0, 0), math.Inf(1), 3, 9, 0},
-		{"equal", lost(7, 8, 9), lost(7, 8, 9), 1, 0, 24, 24},
+		{"paired", lost(100, 40, 500), lost(120, 90, 50), 0.8333333333333334, 1, 2, 640, 260},
+		{"none lost", lost(0, 0, 0), lost(0, 0, 0), 1, 0, 0, 0, 0},
+		{"only a lost", lost(3, 3, 3), lost(0, 0, 0), math.Inf(1), 3, 0, 9, 0},
+		{"equal", lost(7, 8, 9), lost(7, 8, 9), 1, 0, 0, 24, 24},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ratio, more, aSum, bSum := pairedLoss(tc.a, tc.b)
-			if ratio != tc.ratio || more != tc.more || aSum != tc.aSum || bSum != tc.bSum {
-				t.Fatalf("pairedLoss = %v, %d, %d, %d; want %v, %d, %d, %d", ratio, more, aSum, bSum, tc.ratio, tc.more, tc.aSum, tc.bSum)
+			ratio, more, less, aSum, bSum := pairedLoss(tc.a, tc.b)
+			if ratio != tc.ratio || more != tc.more || less != tc.less || aSum != tc.aSum || bSum != tc.bSum {
+				t.Fatalf("pairedLoss = %v, %d, %d, %d, %d; want %v, %d, %d, %d, %d", ratio, more, less, aSum, bSum, tc.ratio, tc.more, tc.less, tc.aSum, tc.bSum)
 			}
 		})
+	}
+}
+
+// TestSignTail: the one-sided sign test against the binomial tail.
+func TestSignTail(t *testing.T) {
+	for _, tc := range []struct {
+		k, n int
+		want float64
+	}{
+		{0, 0, 1}, {0, 5, 1}, {5, 5, 1.0 / 32}, {3, 5, 0.5},
+		{12, 15, 576.0 / 32768}, // session 8's pause of 2 beats: 12 of 15
+		{16, 24, 1271626.0 / (1 << 24)},
+		{15, 20, 21700.0 / (1 << 20)},
+		{11, 20, 431910.0 / (1 << 20)},
+	} {
+		if got := signTail(tc.k, tc.n); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("signTail(%d, %d) = %v, want %v", tc.k, tc.n, got, tc.want)
+		}
 	}
 }
