@@ -76,7 +76,7 @@ package:
 
 # The benchmark suite (BENCHMARKS.md): the Go benchmarks and the end-to-end
 # load scenarios against the built binary, as root, printing one table.
-# Raw results and logs go to run/bench/. Takes about three minutes.
+# Raw results and logs go to run/bench/. Takes 7–15 minutes on a 2-vCPU VM.
 bench: build
 	GO=$(GO) $(GO) run ./internal/cmd/varta-bench --observer ./$(BIN) $(BENCHFLAGS)
 

@@ -153,8 +153,9 @@ func (o *observer) track(pid, inner uint32, f *Frame, at, now int64) {
 }
 
 // restart makes a slot whose pid now belongs to another process (start time
-// st) a new agent: the old one's owed stall first, then counts, nonce and
-// name afresh.
+// st, as the caller read it) a new agent: the old one's owed stall first,
+// then counts, nonce, start time and name afresh from /proc (st if the
+// process is gone meanwhile).
 func (o *observer) restart(s int32, st uint64, at int64) {
 	sl := &o.tr.slots[s]
 	if thr := o.tr.threshold(sl); sl.list == slotActive && sl.beats > 0 && at-sl.lastBeat >= thr {

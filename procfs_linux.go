@@ -220,7 +220,8 @@ func (p *procReader) alive(pid uint32) bool {
 
 // startAndComm reads /proc/PID/stat once for what a new process behind a
 // pid is known by: its start time (0 if it cannot be read) and its comm
-// (the process name, at most 15 bytes), copied into dst. The kernel writes
+// (the process name: at most 15 bytes for a process, cut to 16 for a
+// kernel thread's longer one), copied into dst. The kernel writes
 // the comm of stat's field 2 with the function that writes /proc/PID/comm,
 // unescaped, so this saves the open, read and close of a second file for
 // every new agent.

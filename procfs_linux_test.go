@@ -150,8 +150,8 @@ func TestStatFieldsNeverPanics(t *testing.T) {
 	}
 }
 
-// TestProcReaderOwnProcess reads this process's /proc entries, and a
-// child's start time, and compares them with an independent parse. The
+// TestProcReaderOwnProcess reads a child's start time and comm and this
+// process's liveness, and compares them with an independent parse. The
 // start time is a child's: qemu-user makes up /proc/self/stat from the
 // calling thread, whose start time changes as goroutines move between
 // threads, while a child's comes from the kernel, as a real agent's does.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -55,6 +57,28 @@ func TestSignTail(t *testing.T) {
 	} {
 		if got := signTail(tc.k, tc.n); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("signTail(%d, %d) = %v, want %v", tc.k, tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestQueueVerdict: the queue-10 row can miss on loss and on CPU, and is
+// not judged where it could not miss.
+func TestQueueVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		more, less int
+		cpuBelow   bool
+		want       string
+	}{
+		{7, 8, true, "met"},
+		{11, 4, true, "met"},         // p = 0.059
+		{12, 3, true, "**missed**"},  // p = 0.018
+		{5, 0, true, "**missed**"},   // p = 0.031
+		{0, 15, false, "**missed**"}, // CPU
+		{4, 0, true, "not judged: 4 rounds decided, the sign test needs 5"},
+		{0, 0, true, "not judged: 0 rounds decided, the sign test needs 5"},
+	} {
+		if got := queueVerdict(tc.more, tc.less, tc.cpuBelow); got != tc.want {
+			t.Errorf("queueVerdict(%d, %d, %v) = %q, want %q", tc.more, tc.less, tc.cpuBelow, got, tc.want)
 		}
 	}
 }
