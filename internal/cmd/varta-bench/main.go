@@ -1568,10 +1568,20 @@ func runSide(pids []uint32, kinds []string, qlen int, scraped bool) ([]liteResul
 			}
 		}
 	}
-	done := make(chan struct{})
+	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		time.Sleep(4 * time.Second)
+		sleep := func(d time.Duration) bool { // false: the load failed, stop sampling
+			select {
+			case <-time.After(d):
+				return true
+			case <-quit:
+				return false
+			}
+		}
+		if !sleep(4 * time.Second) {
+			return
+		}
 		type sample struct {
 			ticks, ns int64
 			sw        map[string]int64
@@ -1585,7 +1595,9 @@ func runSide(pids []uint32, kinds []string, qlen int, scraped bool) ([]liteResul
 			return ss
 		}
 		s0, t0 := take(), time.Now()
-		time.Sleep(9 * time.Second)
+		if !sleep(9 * time.Second) {
+			return
+		}
 		s1 := take()
 		d := time.Since(t0).Seconds()
 		for i := range rs {
@@ -1602,6 +1614,9 @@ func runSide(pids []uint32, kinds []string, qlen int, scraped bool) ([]liteResul
 	}
 	load, err := loadgen.Run(cfg)
 	loadEnd = loadgen.Mono()
+	if err != nil {
+		close(quit) // no CPU figures from a load that did not run its course
+	}
 	<-done
 	for i := range rs {
 		rs[i].Load = load
