@@ -142,6 +142,9 @@ func newObserver(cfg config, log *logger) (o *observer, err error) {
 	if err = o.poll.add(o.sock.fd, true, false); err != nil {
 		return o, err
 	}
+	if err = o.sock.watchLock(o.poll); err != nil {
+		return o, err
+	}
 	o.sockArmed = true
 	if cfg.exportFile != "" {
 		if o.events, err = openEventFile(cfg.exportFile, cfg.exportMaxBytes, cfg.exportKeep, log, &o.stats); err != nil {
@@ -257,6 +260,8 @@ func (o *observer) iterate() error {
 		switch {
 		case ev.fd == o.sock.fd:
 			o.drainSocket()
+		case ev.fd == o.sock.lock:
+			o.sock.answerLock()
 		case o.poll.isWake(ev.fd):
 			o.poll.drainWake()
 		case o.prom != nil && o.prom.owns(ev.fd):
@@ -600,6 +605,16 @@ func (o *observer) logStart() {
 		o.rec.logStart()
 	}
 	o.logQueue()
+	o.logLockNote()
+}
+
+// logLockNote says why the socket was bound without its path's lock
+// although something held the lock's name (lockSocketPath).
+func (o *observer) logLockNote() {
+	if n := o.sock.lockNote; n != "" {
+		o.log.warn("socket bound without the path's lock: observers starting on this path at the same instant are not kept apart",
+			fStr("socket", o.sock.path), fStr("why", n))
+	}
 }
 
 // logQueue logs the socket's queue limit, and how to raise it when it is

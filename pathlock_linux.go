@@ -14,45 +14,110 @@ import (
 // socket can both find it stale; the second then unlinks the first one's
 // fresh socket and binds its own, and the first runs on, deaf.
 //
-// The lock is a datagram socket bound to an abstract name (Linux): the
-// kernel releases it when the process dies, however it dies, so a crash
-// never leaves a stale lock, and no file is created. The name is made of
-// the device and inode of the socket's directory and the socket's file
-// name, so every spelling of the path (relative, through a symlinked
-// directory) takes the same lock. Abstract names belong to a network
-// namespace: observers in different ones are not serialised (the
+// The lock is a listening stream socket bound to an abstract name
+// (Linux): the kernel releases it when the process dies, however it dies,
+// so a crash never leaves a stale lock, and no file is created. The name
+// is made of the device and inode of the socket's directory and the
+// socket's file name, so every spelling of the path (relative, through a
+// symlinked directory) takes the same lock. Abstract names belong to a
+// network namespace: observers in different ones are not serialised (the
 // connect test on the path still tells a live observer).
 //
+// An abstract name has no permissions: any local user may bind it first.
+// So a name already taken is trusted only when its holder is root or this
+// observer's own user (SO_PEERCRED of a connection to it; the kernel
+// queues a connection without the holder's help, so a frozen observer
+// answers too). Held by anyone else, or by something that does not listen,
+// it is a squatter's: the start goes on without a lock, on the connect test
+// of the path alone, and note says so for the log.
+//
 // It returns the lock's descriptor (close-on-exec: a recovery child must
-// not hold it after the observer is gone), or busy when another observer
-// holds it. When no lock can be taken for another reason, fd is -1 and the
-// start goes on without one.
-func lockSocketPath(path string) (fd int, busy bool) {
+// not hold it after the observer is gone), or busy with the holder's pid
+// when another observer holds it. When no lock can be taken for another
+// reason, fd is -1 and the start goes on without one.
+func lockSocketPath(path string) (fd int, holder lockHolder) {
 	dirPath, name := ".", path
 	if i := strings.LastIndexByte(path, '/'); i >= 0 {
 		dirPath, name = path[:i+1], path[i+1:] // "/x" keeps "/", "a/b" "a/"
 	}
 	var dir unix.Stat_t
 	if unix.Stat(dirPath, &dir) != nil {
-		return -1, false // bind will say what is wrong with the directory
+		return -1, holder // bind will say what is wrong with the directory
 	}
 	prefix := "varta-watch/" + strconv.FormatUint(uint64(dir.Dev), 16) + "/" + strconv.FormatUint(uint64(dir.Ino), 16) + "/"
 	if len(prefix)+len(name) > maxSocketPath {
 		name = "#" + strconv.FormatUint(fnv64a(name), 16)
 	}
-	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_DGRAM)
+	addr := &unix.SockaddrUnix{Name: "@" + prefix + name}
+	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_STREAM)
 	if err != nil {
-		return -1, false
+		return -1, holder
 	}
-	switch err := unix.Bind(fd, &unix.SockaddrUnix{Name: "@" + prefix + name}); err {
+	switch err := unix.Bind(fd, addr); err {
 	case nil:
-		return fd, false
+		if unix.Listen(fd, lockBacklog) != nil {
+			unix.Close(fd)
+			return -1, holder
+		}
+		return fd, holder
 	case unix.EADDRINUSE:
 		unix.Close(fd)
-		return -1, true
+		return -1, lockHolderOf(addr)
 	default:
 		unix.Close(fd)
-		return -1, false
+		return -1, holder
+	}
+}
+
+// lockBacklog is how many connections of starting observers the lock
+// queues unaccepted: each learns the holder's credentials at connect. Past
+// it a connect would wait, and the start goes on without the lock.
+const lockBacklog = 64
+
+// lockHolderOf asks the holder of the lock's name who it is: busy when it
+// is an observer of root or of this user, else a note on what holds it.
+func lockHolderOf(addr *unix.SockaddrUnix) lockHolder {
+	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_STREAM)
+	if err != nil {
+		return lockHolder{note: "cannot ask who holds the path's lock: " + err.Error()}
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, addr); err != nil {
+		// ECONNREFUSED: bound but not listening, not an observer's lock;
+		// EAGAIN: its queue is full.
+		return lockHolder{note: "the path's lock name is taken by a socket that does not answer as an observer's (" + err.Error() + ")"}
+	}
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return lockHolder{note: "cannot ask who holds the path's lock: " + err.Error()}
+	}
+	if cred.Uid == 0 || int(cred.Uid) == unix.Geteuid() {
+		return lockHolder{busy: true, pid: cred.Pid}
+	}
+	return lockHolder{note: "the path's lock name is taken by pid " + strconv.Itoa(int(cred.Pid)) +
+		" of uid " + strconv.Itoa(int(cred.Uid)) + ", neither root nor this observer's user"}
+}
+
+// watchLock has the loop answer the path's lock (answerLock), when there
+// is one. Closing the lock later takes it out of the poller.
+func (s *vlpSocket) watchLock(p *poller) error {
+	if s.lock < 0 {
+		return nil
+	}
+	return p.add(s.lock, true, false)
+}
+
+// answerLock takes the connections of observers that started on this path
+// off the lock's queue and closes them: each learnt at connect who holds
+// the lock (lockSocketPath). Unanswered, lockBacklog of them would fill
+// the queue, and later starts would find the lock mute.
+func (s *vlpSocket) answerLock() {
+	for i := 0; i < lockBacklog; i++ {
+		fd, _, err := unix.Accept4(s.lock, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			return // EAGAIN: none left
+		}
+		unix.Close(fd)
 	}
 }
 

@@ -4,10 +4,15 @@ package main
 
 import (
 	"hash/fnv"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,9 +41,9 @@ func TestSocketPathLock(t *testing.T) {
 		return st.Ino
 	}
 
-	lock, busy := lockSocketPath(path)
-	if lock < 0 || busy {
-		t.Fatalf("first lock: fd %d, busy %v", lock, busy)
+	lock, holder := lockSocketPath(path)
+	if lock < 0 || holder != (lockHolder{}) {
+		t.Fatalf("first lock: fd %d, holder %+v", lock, holder)
 	}
 	if flags, err := unix.FcntlInt(uintptr(lock), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
 		t.Errorf("lock descriptor is not close-on-exec (flags %#x, %v)", flags, err)
@@ -55,12 +60,12 @@ func TestSocketPathLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, filepath.Join(link, "s.sock"), rel} {
-		if fd, busy := lockSocketPath(p); !busy {
+		if fd, h := lockSocketPath(p); !h.busy || h.pid != int32(os.Getpid()) {
 			unix.Close(fd)
-			t.Errorf("%s: a second lock was granted", p)
+			t.Errorf("%s: a second lock was granted, or the holder not named: %+v", p, h)
 		}
 	}
-	if fd, busy := lockSocketPath(filepath.Join(dir, "other.sock")); busy {
+	if fd, h := lockSocketPath(filepath.Join(dir, "other.sock")); h.busy {
 		t.Error("another socket name in the same directory is locked too")
 	} else {
 		unix.Close(fd)
@@ -68,8 +73,8 @@ func TestSocketPathLock(t *testing.T) {
 
 	stale := makeStale()
 	_, err = bindVLPSocket(path, 0o600, 0)
-	if err == nil || !strings.Contains(err.Error(), "already running") {
-		t.Fatalf("start while the path is held: %v, want already running", err)
+	if err == nil || !strings.Contains(err.Error(), "already running") || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("start while the path is held: %v, want already running, naming pid %d", err, os.Getpid())
 	}
 	var st unix.Stat_t
 	if unix.Lstat(path, &st) != nil || st.Ino != stale {
@@ -81,28 +86,147 @@ func TestSocketPathLock(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start after the holder went: %v", err)
 	}
-	if fd, busy := lockSocketPath(path); !busy {
+	if fd, h := lockSocketPath(path); !h.busy {
 		unix.Close(fd)
 		t.Error("a running observer's path was not locked")
 	}
+	if s.lockNote != "" {
+		t.Errorf("lockNote = %q with the lock held", s.lockNote)
+	}
 	s.close()
-	fd, busy := lockSocketPath(path)
-	if busy {
+	fd, h := lockSocketPath(path)
+	if h.busy {
 		t.Fatal("the lock outlived the observer's socket")
 	}
 	unix.Close(fd)
 
 	// A file name too long for the abstract name is hashed: still one lock.
 	long := filepath.Join(dir, strings.Repeat("n", 90))
-	fd, busy = lockSocketPath(long)
-	if fd < 0 || busy {
-		t.Fatalf("lock on a 90-byte name: fd %d, busy %v", fd, busy)
+	fd, h = lockSocketPath(long)
+	if fd < 0 || h.busy {
+		t.Fatalf("lock on a 90-byte name: fd %d, holder %+v", fd, h)
 	}
-	if fd2, busy := lockSocketPath(long); !busy {
+	if fd2, h := lockSocketPath(long); !h.busy {
 		unix.Close(fd2)
 		t.Error("a second lock on the 90-byte name was granted")
 	}
 	unix.Close(fd)
+}
+
+// lockName is the abstract name lockSocketPath takes for path.
+func lockName(t *testing.T, path string) *unix.SockaddrUnix {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Dir(path), &st); err != nil {
+		t.Fatal(err)
+	}
+	return &unix.SockaddrUnix{Name: "@varta-watch/" + strconv.FormatUint(uint64(st.Dev), 16) + "/" +
+		strconv.FormatUint(uint64(st.Ino), 16) + "/" + filepath.Base(path)}
+}
+
+// TestSocketPathLockNotAnObserver: an abstract name has no permissions, so
+// whatever holds the lock's name without answering as an observer's lock
+// (bound but not listening; bound as a datagram socket) does not keep the
+// observer from starting, and the start says why it took no lock.
+func TestSocketPathLockNotAnObserver(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		typ    int
+		listen bool
+		note   string
+	}{
+		{"stream, not listening", unix.SOCK_STREAM, false, "does not answer"},
+		{"datagram", unix.SOCK_DGRAM, false, ""}, // another name space: no clash
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(shortTempDir(t), "s.sock")
+			fd, err := unix.Socket(unix.AF_UNIX, tc.typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if err := unix.Bind(fd, lockName(t, path)); err != nil {
+				t.Fatal(err)
+			}
+			s, err := bindVLPSocket(path, 0o600, 0)
+			if err != nil {
+				t.Fatalf("start beside a squatted lock name: %v", err)
+			}
+			defer s.close()
+			if !strings.Contains(s.lockNote, tc.note) || (tc.note == "") != (s.lockNote == "") {
+				t.Errorf("lockNote = %q, want %q", s.lockNote, tc.note)
+			}
+		})
+	}
+}
+
+// TestSocketPathLockSquatter: the lock's name held, listening, by another
+// unprivileged user (here nobody, in a child) is a squatter's: the observer
+// starts all the same, on the connect test of the path, and notes who holds
+// the name. Held by root or by this user it is an observer's, and the start
+// is refused (TestSocketPathLock).
+func TestSocketPathLockSquatter(t *testing.T) {
+	if path := os.Getenv("VARTA_LOCK_SQUAT"); path != "" {
+		fd, h := lockSocketPath(path)
+		if fd < 0 {
+			t.Fatalf("the squatter could not take the lock: %+v", h)
+		}
+		os.Stdout.WriteString("locked\n")
+		var b [1]byte
+		os.Stdin.Read(b[:]) // held until the parent closes the pipe
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the squatter as another user")
+	}
+	if os.Getenv("VARTA_E2E") == "0" {
+		t.Skip("VARTA_E2E=0: runs the test binary again (under qemu-user it cannot exec itself)")
+	}
+	dir := shortTempDir(t)
+	os.Chmod(dir, 0o777)
+	path := filepath.Join(dir, "s.sock")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir := shortTempDir(t)
+	os.Chmod(binDir, 0o755)
+	bin := copyExecutable(t, self, filepath.Join(binDir, "test.bin"))
+	cmd := exec.Command(bin, "-test.run", "^TestSocketPathLockSquatter$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Env = append(os.Environ(), "VARTA_LOCK_SQUAT="+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	line := make([]byte, 7)
+	if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "locked\n" {
+		t.Fatalf("the squatter did not take the lock: %q, %v; %s", line, err, stderr.String())
+	}
+	s, err := bindVLPSocket(path, 0o600, 0)
+	if err != nil {
+		t.Fatalf("start beside a squatter: %v", err)
+	}
+	defer s.close()
+	if want := "pid " + strconv.Itoa(cmd.Process.Pid) + " of uid 65534"; !strings.Contains(s.lockNote, want) {
+		t.Errorf("lockNote = %q, want it to name %q", s.lockNote, want)
+	}
+	// The path's own test still holds: a live observer there refuses the
+	// next start, lock or none.
+	if _, err := bindVLPSocket(path, 0o600, 0); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second start on a live path: %v, want already running", err)
+	}
 }
 
 func TestFNV64a(t *testing.T) {
@@ -113,5 +237,54 @@ func TestFNV64a(t *testing.T) {
 		if got, want := fnv64a(s), h.Sum64(); got != want {
 			t.Errorf("fnv64a(%q) = %#x, want %#x", s, got, want)
 		}
+	}
+}
+
+// TestAnswerLockEmptiesItsQueue: each start on a held path leaves a
+// connection on the lock's queue; unanswered, the queue fills after
+// lockBacklog of them and later starts find the lock mute, so the holder
+// answers them (answerLock, from the loop).
+func TestAnswerLockEmptiesItsQueue(t *testing.T) {
+	path := filepath.Join(shortTempDir(t), "s.sock")
+	s, err := bindVLPSocket(path, 0o600, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	busyFor := func(n int) int {
+		for i := 0; i < n; i++ {
+			if fd, h := lockSocketPath(path); !h.busy {
+				unix.Close(fd)
+				return i
+			}
+		}
+		return n
+	}
+	if got := busyFor(2 * lockBacklog); got == 2*lockBacklog || got < lockBacklog {
+		t.Fatalf("an unanswered lock was busy for %d starts of %d, want its queue (%d) to fill", got, 2*lockBacklog, lockBacklog)
+	}
+	for i := 0; i < 3; i++ {
+		s.answerLock()
+		if got := busyFor(lockBacklog / 2); got != lockBacklog/2 {
+			t.Fatalf("round %d: after answerLock the lock was busy for %d starts of %d", i, got, lockBacklog/2)
+		}
+	}
+}
+
+// TestE2ELockAnswersEveryStart: the running observer's loop answers the
+// lock, so however many starts on its path were refused, the next one
+// still finds it held, by the observer's pid.
+func TestE2ELockAnswersEveryStart(t *testing.T) {
+	p := startObserver(t, observerOpts{args: []string{"--threshold-ms", "100"}})
+	pid := int32(p.cmd.Process.Pid)
+	for i := 0; i < 3*lockBacklog; i++ {
+		if fd, h := lockSocketPath(p.socket); !h.busy || h.pid != pid {
+			unix.Close(fd)
+			t.Fatalf("start %d on a running observer's path: holder %+v, want busy with pid %d", i, h, pid)
+		}
+		time.Sleep(5 * time.Millisecond) // the loop's turn to answer: 320 ms of slack in the queue
+	}
+	if code := p.stop(); code != 0 {
+		t.Fatalf("observer exit %d", code)
 	}
 }

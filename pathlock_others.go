@@ -4,4 +4,8 @@ package main
 
 // lockSocketPath takes no lock where there is no abstract socket namespace;
 // the connect test on the path still tells a live observer.
-func lockSocketPath(path string) (fd int, busy bool) { return -1, false }
+func lockSocketPath(path string) (fd int, holder lockHolder) { return -1, holder }
+
+func (s *vlpSocket) watchLock(p *poller) error { return nil }
+
+func (s *vlpSocket) answerLock() {}

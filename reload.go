@@ -228,6 +228,9 @@ func (o *observer) stage(cfg *config, s *staged) (err error) {
 		if err = o.poll.add(s.sock.fd, true, false); err != nil {
 			return errorf("socket %s: %v", cfg.socket, err)
 		}
+		if err = s.sock.watchLock(o.poll); err != nil {
+			return errorf("socket %s: %v", cfg.socket, err)
+		}
 	} else if cfg.socketMode != old.socketMode {
 		if err = o.sock.chmod(cfg.socketMode); err != nil {
 			return err
@@ -282,6 +285,7 @@ func (o *observer) swapSocket(s *staged, prev *config) {
 	}
 	o.log.info("socket changed", fStr("socket", n.path), fStr("old", prev.socket), fStr("socket_mode", sprintf("%04o", o.cfg.socketMode)))
 	o.logQueue()
+	o.logLockNote()
 	o.drainSocket()
 }
 

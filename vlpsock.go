@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,9 @@ type vlpSocket struct {
 	fresh bool      // the last recv read from the kernel, not from the batch
 	queue socketQueue
 	lock  int // lockSocketPath's descriptor, -1 none
+	// lockNote: why the socket was bound without the path's lock although
+	// something held it (a squatter's name, lockSocketPath), for the log.
+	lockNote string
 }
 
 // socketQueue says how many datagrams the kernel queues on the socket
@@ -67,9 +71,13 @@ func bindVLPSocket(path string, mode uint32, wantQueue int) (*vlpSocket, error) 
 	if len(path) > maxSocketPath {
 		return nil, errorf("socket %s: path is %d bytes, the limit for a Unix socket is %d", path, len(path), maxSocketPath)
 	}
-	lock, busy := lockSocketPath(path)
-	if busy {
-		return nil, errorf("socket %s: already running: another observer is starting or running on this path", path)
+	lock, holder := lockSocketPath(path)
+	if holder.busy {
+		who := "another observer"
+		if holder.pid > 0 {
+			who += " (pid " + strconv.Itoa(int(holder.pid)) + ")"
+		}
+		return nil, errorf("socket %s: already running: %s is starting or running on this path; if its socket file was removed, stop it first", path, who)
 	}
 	s, err := bindLocked(path, mode, wantQueue)
 	if err != nil {
@@ -78,8 +86,17 @@ func bindVLPSocket(path string, mode uint32, wantQueue int) (*vlpSocket, error) 
 		}
 		return nil, err
 	}
-	s.lock = lock
+	s.lock, s.lockNote = lock, holder.note
 	return s, nil
+}
+
+// lockHolder is what lockSocketPath found holding the path's lock: an
+// observer (busy, with its pid when known), or, in note, why the start
+// goes on without the lock.
+type lockHolder struct {
+	busy bool
+	pid  int32
+	note string
 }
 
 // bindLocked is bindVLPSocket once the path's lock is held.
