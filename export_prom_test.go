@@ -499,11 +499,22 @@ func TestTokenFileChecks(t *testing.T) {
 	if tok, err := readTokenFile(good); err != nil || string(tok) != "tok-123" {
 		t.Fatalf("good token file: %q %v", tok, err)
 	}
-	for name, mode := range map[string]os.FileMode{"group": 0o640, "world": 0o604} {
-		p := write(name, "tok", mode)
-		_, err := readTokenFile(p)
-		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "chmod 600") {
-			t.Errorf("%s-readable token file: %v", name, err)
+	for name, tc := range map[string]struct {
+		mode os.FileMode
+		why  string // "" accepted
+	}{
+		"group-readable": {0o640, "read it"}, "world-readable": {0o604, "read it"},
+		"group-writable": {0o620, "change it"}, "world-writable": {0o602, "change it"},
+		"readable and writable": {0o666, "read it"},
+		"group-executable": {0o610, ""}, "world-executable": {0o601, ""}, "owner read only": {0o400, ""},
+	} {
+		p := write(name, "tok", tc.mode)
+		tok, err := readTokenFile(p)
+		switch {
+		case tc.why == "" && (err != nil || string(tok) != "tok"):
+			t.Errorf("%s token file (%04o): %q, %v; want it accepted", name, tc.mode, tok, err)
+		case tc.why != "" && (err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), "chmod 600")):
+			t.Errorf("%s token file (%04o): %v; want it refused: lets group or others %s", name, tc.mode, err, tc.why)
 		}
 	}
 	if _, err := readTokenFile(write("empty", " \n", 0o600)); err == nil || !strings.Contains(err.Error(), "empty") {

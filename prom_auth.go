@@ -12,7 +12,9 @@ import (
 // start, compared in constant time on each request to /metrics.
 
 // readTokenFile reads the bearer token. A file that group or others may
-// read is refused: the token would protect nothing.
+// read is refused: the token would protect nothing; so is one they may
+// write, whose token they could set. Their execute bits alone give them
+// neither.
 func readTokenFile(path string) ([]byte, error) {
 	fd, err := openFile(path)
 	if err != nil {
@@ -26,8 +28,11 @@ func readTokenFile(path string) ([]byte, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, errorf("--prom-token-file %s: not a regular file", path)
 	}
-	if perm := st.Mode & 0o777; perm&0o077 != 0 {
+	switch perm := st.Mode & 0o777; {
+	case perm&0o044 != 0:
 		return nil, errorf("--prom-token-file %s: mode %04o lets group or others read it; chmod 600 it", path, perm)
+	case perm&0o022 != 0:
+		return nil, errorf("--prom-token-file %s: mode %04o lets group or others change it; chmod 600 it", path, perm)
 	}
 	buf, err := readAll(fd, path, promTokenMaxBytes)
 	if err != nil {
