@@ -506,7 +506,7 @@ func TestTokenFileChecks(t *testing.T) {
 		"group-readable": {0o640, "read it"}, "world-readable": {0o604, "read it"},
 		"group-writable": {0o620, "change it"}, "world-writable": {0o602, "change it"},
 		"readable and writable": {0o666, "read it"},
-		"group-executable": {0o610, ""}, "world-executable": {0o601, ""}, "owner read only": {0o400, ""},
+		"group-executable":      {0o610, ""}, "world-executable": {0o601, ""}, "owner read only": {0o400, ""},
 	} {
 		p := write(name, "tok", tc.mode)
 		tok, err := readTokenFile(p)
