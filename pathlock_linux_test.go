@@ -6,11 +6,9 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -185,16 +183,7 @@ func TestSocketPathLockSquatter(t *testing.T) {
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o777)
 	path := filepath.Join(dir, "s.sock")
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	binDir := shortTempDir(t)
-	os.Chmod(binDir, 0o755)
-	bin := copyExecutable(t, self, filepath.Join(binDir, "test.bin"))
-	cmd := exec.Command(bin, "-test.run", "^TestSocketPathLockSquatter$")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	cmd.Env = append(os.Environ(), "VARTA_LOCK_SQUAT="+path)
+	cmd := nobodyTest(t, "TestSocketPathLockSquatter", []string{"VARTA_LOCK_SQUAT=" + path})
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

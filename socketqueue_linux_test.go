@@ -225,20 +225,13 @@ func usernsAsNobody() error {
 // test's command line as its last arguments).
 func runAsNobody(t *testing.T, wrapper []string, name string, env ...string) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := shortTempDir(t)
-	os.Chmod(dir, 0o755)
-	bin := copyExecutable(t, self, filepath.Join(dir, "test.bin"))
-	cmd := exec.Command(bin, "-test.run", "^"+name+"$", "-test.v")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := nobodyTest(t, name, env, "-test.v")
 	if wrapper != nil {
-		setpriv := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-test.run", "^" + name + "$", "-test.v"}
-		cmd = exec.Command(wrapper[0], append(wrapper[1:], setpriv...)...)
+		setpriv := append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}, cmd.Args...)
+		w := exec.Command(wrapper[0], append(wrapper[1:], setpriv...)...)
+		w.Env = cmd.Env
+		cmd = w
 	}
-	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s as nobody: %v\n%s", name, err, out)
@@ -246,6 +239,24 @@ func runAsNobody(t *testing.T, wrapper []string, name string, env ...string) {
 	if !strings.Contains(string(out), "--- PASS: "+name) {
 		t.Fatalf("%s as nobody did not pass:\n%s", name, out)
 	}
+}
+
+// nobodyTest is the command that runs test name of a copy of this test
+// binary (one user nobody may run) as user nobody, with env added and
+// flags after -test.run.
+func nobodyTest(t *testing.T, name string, env []string, flags ...string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := shortTempDir(t)
+	os.Chmod(dir, 0o755)
+	bin := copyExecutable(t, self, filepath.Join(dir, "test.bin"))
+	cmd := exec.Command(bin, append([]string{"-test.run", "^" + name + "$"}, flags...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
 }
 
 // TestCredentialsFromTheFirstDatagram: a datagram sent the moment the
