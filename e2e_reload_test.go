@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stdoutLine waits for the n-th line (from 1) the observer printed on
@@ -155,6 +157,21 @@ func TestE2EReloadMovesTheSocket(t *testing.T) {
 	}
 	if fi, err := os.Lstat(second); err != nil || fi.Mode().Perm() != 0o660 {
 		t.Errorf("the new socket: %v, %v; want mode 0660", fi, err)
+	}
+	// The path's lock moved with the socket, and the loop answers the new
+	// one (unanswered, its queue would fill after lockBacklog starts).
+	pid := int32(p.cmd.Process.Pid)
+	for i := 0; i < 2*lockBacklog; i++ {
+		if fd, h := lockSocketPath(second); !h.busy || h.pid != pid {
+			unix.Close(fd)
+			t.Fatalf("start %d on the new path: holder %+v, want busy with pid %d", i, h, pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if fd, h := lockSocketPath(first); h.busy {
+		t.Errorf("the old path's lock is still held: %+v", h)
+	} else {
+		unix.Close(fd)
 	}
 }
 

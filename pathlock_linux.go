@@ -99,12 +99,22 @@ func lockHolderOf(addr *unix.SockaddrUnix) lockHolder {
 }
 
 // watchLock has the loop answer the path's lock (answerLock), when there
-// is one. Closing the lock later takes it out of the poller.
+// is one.
 func (s *vlpSocket) watchLock(p *poller) error {
 	if s.lock < 0 {
 		return nil
 	}
 	return p.add(s.lock, true, false)
+}
+
+// unwatchLock takes the lock out of the poller before the socket is closed
+// while the loop goes on (a reload): a recovery child between fork and exec
+// still holds the lock's file for a moment, and until it is gone the
+// poller would report the closed number, which a new descriptor may take.
+func (s *vlpSocket) unwatchLock(p *poller) {
+	if s.lock >= 0 {
+		p.remove(s.lock)
+	}
 }
 
 // answerLock takes the connections of observers that started on this path

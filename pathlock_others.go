@@ -8,4 +8,6 @@ func lockSocketPath(path string) (fd int, holder lockHolder) { return -1, holder
 
 func (s *vlpSocket) watchLock(p *poller) error { return nil }
 
+func (s *vlpSocket) unwatchLock(p *poller) {}
+
 func (s *vlpSocket) answerLock() {}

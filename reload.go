@@ -74,6 +74,7 @@ func (s *staged) abort(o *observer) {
 	}
 	if s.sock != nil {
 		o.poll.remove(s.sock.fd)
+		s.sock.unwatchLock(o.poll)
 		s.sock.close()
 	}
 	if s.chmod {
@@ -278,6 +279,7 @@ func (o *observer) swapSocket(s *staged, prev *config) {
 	// one since it was bound, so deadlines wait for its own drain.
 	o.drainedTo = min(max(drainedTo, o.drainedTo), s.boundAt)
 	o.poll.remove(o.sock.fd)
+	o.sock.unwatchLock(o.poll)
 	o.sock.close()
 	o.sock, o.sockArmed = n, true
 	if o.prom != nil {
