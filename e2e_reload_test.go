@@ -159,15 +159,8 @@ func TestE2EReloadMovesTheSocket(t *testing.T) {
 		t.Errorf("the new socket: %v, %v; want mode 0660", fi, err)
 	}
 	// The path's lock moved with the socket, and the loop answers the new
-	// one (unanswered, its queue would fill after lockBacklog starts).
-	pid := int32(p.cmd.Process.Pid)
-	for i := 0; i < 2*lockBacklog; i++ {
-		if fd, h := lockSocketPath(second); !h.busy || h.pid != pid {
-			unix.Close(fd)
-			t.Fatalf("start %d on the new path: holder %+v, want busy with pid %d", i, h, pid)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// one.
+	checkLockAnswered(t, p, second, 2*lockBacklog)
 	if fd, h := lockSocketPath(first); h.busy {
 		t.Errorf("the old path's lock is still held: %+v", h)
 	} else {
@@ -333,6 +326,8 @@ func TestE2EReloadRequeuesTheSocket(t *testing.T) {
 			t.Fatalf("socket_queue %d: varta_socket_queue_datagrams %s, want %s", q, v, want)
 		}
 	}
+	// The path's lock went over to the new socket, still answered.
+	checkLockAnswered(t, p, p.socket, 2*lockBacklog)
 	sent, _ := a.stop(t)
 	body := waitScrape(t, p, 10*time.Second, "every beat sent", func(b string) bool { return metricValueOr(b, series) >= float64(sent) })
 	if v := metricValueOr(body, series); v != float64(sent) {

@@ -88,6 +88,7 @@ type observer struct {
 
 	lastYield    int64 // monotonic ns of the last runtime.Gosched, see iterate
 	lastArrival  int64 // arrival time of the latest datagram, see arrivalTime
+	lockRearmAt  int64 // watch the socket path's lock again then (answerLock failed), 0 watched
 	drainedTo    int64 // the queue was found empty by a read that began then, see drainSocket
 	wallOffset   int64 // wall clock − monotonic clock, ns, see checkClockStep
 	clockStepped bool  // the wall clock was stepped since the queue was last empty
@@ -216,6 +217,12 @@ func (o *observer) run() error {
 // drain the socket, serve connections a bounded step, fire due deadlines.
 func (o *observer) iterate() error {
 	now := monoNow()
+	if o.lockRearmAt != 0 && now >= o.lockRearmAt {
+		o.lockRearmAt = 0
+		if o.sock.lock >= 0 {
+			o.poll.arm(o.sock.lock, true)
+		}
+	}
 	timeout, pause, held := o.planWait(now)
 	if now-o.lastYield >= yieldInterval || held && now+timeout-o.lastYield >= yieldInterval {
 		// The loop goroutine blocks only in syscalls, never in the
@@ -260,10 +267,12 @@ func (o *observer) iterate() error {
 		switch {
 		case ev.fd == o.sock.fd:
 			o.drainSocket()
-		case ev.fd == o.sock.lock:
-			o.sock.answerLock()
-		case o.poll.isWake(ev.fd):
+		case o.poll.isWake(ev.fd): // before the lock: the BSD pollers' wake is fd -1, as a missing lock
 			o.poll.drainWake()
+		case o.sock.lock >= 0 && ev.fd == o.sock.lock:
+			if !o.sock.answerLock() && o.poll.arm(o.sock.lock, false) == nil {
+				o.lockRearmAt = now + promAcceptPause
+			}
 		case o.prom != nil && o.prom.owns(ev.fd):
 			o.prom.handle(ev, now)
 			o.drainSocket()
@@ -337,6 +346,7 @@ func (o *observer) timeout(now int64) int64 {
 	consider(o.stopAt)
 	consider(o.nextSdPing)
 	consider(o.nextHwFeed)
+	consider(o.lockRearmAt)
 	if o.signals.Load() != 0 || o.sock.batchPending() {
 		return 0
 	}

@@ -5,6 +5,7 @@ package main
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,10 +27,11 @@ import (
 // An abstract name has no permissions: any local user may bind it first.
 // So a name already taken is trusted only when its holder is root or this
 // observer's own user (SO_PEERCRED of a connection to it; the kernel
-// queues a connection without the holder's help, so a frozen observer
-// answers too). Held by anyone else, or by something that does not listen,
-// it is a squatter's: the start goes on without a lock, on the connect test
-// of the path alone, and note says so for the log.
+// queues a connection without the holder's help, so a stopped observer
+// answers too, lockBacklog starts at the most). Held by anyone else, or by
+// something that does not listen, it is a squatter's: the start goes on
+// without a lock, on the connect test of the path alone, and note says so
+// for the log.
 //
 // It returns the lock's descriptor (close-on-exec: a recovery child must
 // not hold it after the observer is gone), or busy with the holder's pid
@@ -70,32 +72,62 @@ func lockSocketPath(path string) (fd int, holder lockHolder) {
 }
 
 // lockBacklog is how many connections of starting observers the lock
-// queues unaccepted: each learns the holder's credentials at connect. Past
-// it a connect would wait, and the start goes on without the lock.
+// queues unaccepted (the kernel takes one more, and caps it at
+// net.core.somaxconn): each learns the holder's credentials at connect.
+// Past it a connect fails (EAGAIN), and the start goes on without the lock
+// until the loop has answered them (answerLock).
 const lockBacklog = 64
+
+// lockListenWait is how long a start waits for the holder of the lock's
+// name to listen: an observer binds the name, then listens, and a start
+// between the two is refused (ECONNREFUSED) by the observer that holds
+// the lock. Only a name bound by something else stays refused.
+const (
+	lockListenWait = 50 * time.Millisecond
+	lockListenStep = 2 * time.Millisecond
+)
 
 // lockHolderOf asks the holder of the lock's name who it is: busy when it
 // is an observer of root or of this user, else a note on what holds it.
 func lockHolderOf(addr *unix.SockaddrUnix) lockHolder {
+	var h lockHolder
+	var err error
+	for waited := time.Duration(0); ; waited += lockListenStep {
+		if h, err = askLock(addr); err != unix.ECONNREFUSED || waited >= lockListenWait {
+			break
+		}
+		time.Sleep(lockListenStep)
+	}
+	switch err {
+	case nil:
+		return h
+	case unix.ECONNREFUSED:
+		return lockHolder{note: "the path's lock name is taken by a socket that does not listen, not an observer's lock"}
+	case unix.EAGAIN:
+		return lockHolder{note: "the queue of the path's lock is full: its holder does not answer (stopped, or flooded with connections)"}
+	}
+	return lockHolder{note: "cannot ask who holds the path's lock: " + err.Error()}
+}
+
+// askLock connects to the lock's name and reads who listens there.
+func askLock(addr *unix.SockaddrUnix) (lockHolder, error) {
 	fd, err := newSocket(unix.AF_UNIX, unix.SOCK_STREAM)
 	if err != nil {
-		return lockHolder{note: "cannot ask who holds the path's lock: " + err.Error()}
+		return lockHolder{}, err
 	}
 	defer unix.Close(fd)
 	if err := unix.Connect(fd, addr); err != nil {
-		// ECONNREFUSED: bound but not listening, not an observer's lock;
-		// EAGAIN: its queue is full.
-		return lockHolder{note: "the path's lock name is taken by a socket that does not answer as an observer's (" + err.Error() + ")"}
+		return lockHolder{}, err
 	}
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
-		return lockHolder{note: "cannot ask who holds the path's lock: " + err.Error()}
+		return lockHolder{}, err
 	}
 	if cred.Uid == 0 || int(cred.Uid) == unix.Geteuid() {
-		return lockHolder{busy: true, pid: cred.Pid}
+		return lockHolder{busy: true, pid: cred.Pid}, nil
 	}
 	return lockHolder{note: "the path's lock name is taken by pid " + strconv.Itoa(int(cred.Pid)) +
-		" of uid " + strconv.Itoa(int(cred.Uid)) + ", neither root nor this observer's user"}
+		" of uid " + strconv.Itoa(int(cred.Uid)) + ", neither root nor this observer's user"}, nil
 }
 
 // watchLock has the loop answer the path's lock (answerLock), when there
@@ -120,15 +152,23 @@ func (s *vlpSocket) unwatchLock(p *poller) {
 // answerLock takes the connections of observers that started on this path
 // off the lock's queue and closes them: each learnt at connect who holds
 // the lock (lockSocketPath). Unanswered, lockBacklog of them would fill
-// the queue, and later starts would find the lock mute.
-func (s *vlpSocket) answerLock() {
+// the queue, and later starts would find the lock mute. It reports false
+// when accept(2) fails for want of a resource (EMFILE, ENOBUFS…): the
+// connection stays queued, and the loop stops watching the lock for a
+// while instead of being woken by it at once, again and again.
+func (s *vlpSocket) answerLock() bool {
 	for i := 0; i < lockBacklog; i++ {
 		fd, _, err := unix.Accept4(s.lock, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err != nil {
-			return // EAGAIN: none left
+		switch err {
+		case nil:
+			unix.Close(fd)
+		case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+			return true
+		default:
+			return false
 		}
-		unix.Close(fd)
 	}
+	return true
 }
 
 // fnv64a is the 64-bit FNV-1a hash of s (hash/fnv costs the binary more).

@@ -10,4 +10,4 @@ func (s *vlpSocket) watchLock(p *poller) error { return nil }
 
 func (s *vlpSocket) unwatchLock(p *poller) {}
 
-func (s *vlpSocket) answerLock() {}
+func (s *vlpSocket) answerLock() bool { return true }

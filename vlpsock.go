@@ -203,7 +203,7 @@ func (s *vlpSocket) handOver(n *vlpSocket) error {
 	if err := unix.Rename(n.path, s.path); err != nil {
 		return errorf("socket %s: %v", s.path, os.NewSyscallError("rename", err))
 	}
-	n.path, n.lock, s.lock = s.path, s.lock, -1
+	n.path, n.lock, n.lockNote, s.lock = s.path, s.lock, s.lockNote, -1
 	s.removed = true // the path is n's now
 	return nil
 }
