@@ -174,12 +174,7 @@ func TestSocketPathLockSquatter(t *testing.T) {
 		os.Stdin.Read(b[:]) // held until the parent closes the pipe
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run the squatter as another user")
-	}
-	if os.Getenv("VARTA_E2E") == "0" {
-		t.Skip("VARTA_E2E=0: runs the test binary again (under qemu-user it cannot exec itself)")
-	}
+	skipUnlessNobodyTest(t, "needs root to run the squatter as another user")
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o777)
 	path := filepath.Join(dir, "s.sock")
@@ -330,12 +325,7 @@ func TestSocketPathLockHeldByRoot(t *testing.T) {
 		}
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to hold the lock while another user starts")
-	}
-	if os.Getenv("VARTA_E2E") == "0" {
-		t.Skip("VARTA_E2E=0: runs the test binary again (under qemu-user it cannot exec itself)")
-	}
+	skipUnlessNobodyTest(t, "needs root to hold the lock while another user starts")
 	dir := shortTempDir(t)
 	os.Chmod(dir, 0o777)
 	path := filepath.Join(dir, "s.sock")

@@ -73,9 +73,7 @@ func (s *staged) abort(o *observer) {
 		unix.Close(s.lfd)
 	}
 	if s.sock != nil {
-		o.poll.remove(s.sock.fd)
-		s.sock.unwatchLock(o.poll)
-		s.sock.close()
+		o.closeSocket(s.sock)
 	}
 	if s.chmod {
 		o.sock.chmod(o.cfg.socketMode)
@@ -259,6 +257,14 @@ func (o *observer) stageRecovery(cfg *config, s *staged) (err error) {
 	return err
 }
 
+// closeSocket takes a VLP socket and its path's lock out of the poller, then
+// closes it, while the loop goes on (a reload).
+func (o *observer) closeSocket(s *vlpSocket) {
+	o.poll.remove(s.fd)
+	s.unwatchLock(o.poll)
+	s.close()
+}
+
 // swapSocket makes the staged socket the observer's: what was queued on
 // the old one is judged first (with the running policy), then it is closed
 // and its path removed unless the new socket holds it now.
@@ -267,8 +273,7 @@ func (o *observer) swapSocket(s *staged, prev *config) {
 	if o.cfg.socket == prev.socket {
 		if err := o.sock.handOver(n); err != nil {
 			o.log.error("socket queue not changed", fStr("err", err.Error()))
-			o.poll.remove(n.fd)
-			n.close()
+			o.closeSocket(n)
 			return
 		}
 	}
@@ -278,9 +283,7 @@ func (o *observer) swapSocket(s *staged, prev *config) {
 	// The queue found empty was the old one: beats may wait on the new
 	// one since it was bound, so deadlines wait for its own drain.
 	o.drainedTo = min(max(drainedTo, o.drainedTo), s.boundAt)
-	o.poll.remove(o.sock.fd)
-	o.sock.unwatchLock(o.poll)
-	o.sock.close()
+	o.closeSocket(o.sock)
 	o.sock, o.sockArmed = n, true
 	if o.prom != nil {
 		o.prom.view.queueLen = uint64(n.queue.qlen)

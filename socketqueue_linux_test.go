@@ -151,12 +151,7 @@ func TestSocketQueueUnprivileged(t *testing.T) {
 		}
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to drop to an unprivileged user")
-	}
-	if os.Getenv("VARTA_E2E") == "0" {
-		t.Skip("VARTA_E2E=0: runs the test binary again (under qemu-user it cannot exec itself)")
-	}
+	skipUnlessNobodyTest(t, "needs root to drop to an unprivileged user")
 	if sys, err := maxDgramQlen(); err != nil || sys >= 256 {
 		t.Skipf("net.unix.max_dgram_qlen %d (%v): nothing to raise", sys, err)
 	}
@@ -238,6 +233,19 @@ func runAsNobody(t *testing.T, wrapper []string, name string, env ...string) {
 	}
 	if !strings.Contains(string(out), "--- PASS: "+name) {
 		t.Fatalf("%s as nobody did not pass:\n%s", name, out)
+	}
+}
+
+// skipUnlessNobodyTest skips a test that reruns this test binary as user
+// nobody (nobodyTest) where it cannot: not root (why says what for), or
+// under qemu-user (VARTA_E2E=0), where the binary cannot exec itself.
+func skipUnlessNobodyTest(t *testing.T, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip(why)
+	}
+	if os.Getenv("VARTA_E2E") == "0" {
+		t.Skip("VARTA_E2E=0: runs the test binary again (under qemu-user it cannot exec itself)")
 	}
 }
 
